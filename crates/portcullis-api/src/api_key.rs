@@ -16,11 +16,11 @@ use crate::gateway_route::conditions_schema;
     shortname = "apikey",
     category = "portcullis",
     doc = "A hashed API key that may invoke routes of its namespace.",
-    printcolumn(name = "Scope", type_ = "string", json_path = ".spec.scope"),
-    printcolumn(name = "Active", type_ = "boolean", json_path = ".spec.active"),
-    printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
-    printcolumn(name = "Fingerprint", type_ = "string", json_path = ".status.fingerprint"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Scope","type":"string","jsonPath":".spec.scope"}"#,
+    printcolumn = r#"{"name":"Active","type":"boolean","jsonPath":".spec.active"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".spec.expiresAt"}"#,
+    printcolumn = r#"{"name":"Fingerprint","type":"string","jsonPath":".status.fingerprint"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.previousKeyHashes) || self.previousKeyHashes.all(p, p.hash != self.keyHash)"

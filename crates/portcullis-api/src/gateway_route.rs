@@ -15,16 +15,12 @@ use serde::{Deserialize, Serialize};
     shortname = "gwr",
     category = "portcullis",
     doc = "An HTTP route to a function Service, authenticated before the function runs.",
-    printcolumn(name = "Method", type_ = "string", json_path = ".spec.method"),
-    printcolumn(name = "Path", type_ = "string", json_path = ".spec.path"),
-    printcolumn(name = "Auth", type_ = "string", json_path = ".spec.authType"),
-    printcolumn(name = "Service", type_ = "string", json_path = ".spec.target.service"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Programmed\")].status"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Method","type":"string","jsonPath":".spec.method"}"#,
+    printcolumn = r#"{"name":"Path","type":"string","jsonPath":".spec.path"}"#,
+    printcolumn = r#"{"name":"Auth","type":"string","jsonPath":".spec.authType"}"#,
+    printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.target.service"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.allowedApiKeyIds) || self.authType == 'api-key'"
@@ -77,7 +73,15 @@ pub struct GatewayRouteSpec {
     /// Custom domains that serve the route at its path, without the
     /// `/gw/{namespace}` prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16), inner(length(min = 1, max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")))]
+    #[schemars(
+        length(max = 16),
+        inner(
+            length(min = 1, max = 253),
+            regex(
+                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            )
+        )
+    )]
     pub hosts: Option<Vec<String>>,
 
     /// `false` removes the route from the data plane without deleting it.
@@ -200,6 +204,9 @@ fn default_true() -> bool {
 pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema
 }

@@ -12,8 +12,7 @@ mod gateway_route;
 
 pub use api_key::{ApiKey, ApiKeySpec, ApiKeyStatus, KeyScope, PreviousKeyHash};
 pub use gateway_route::{
-    AuthType, Cors, EventFormat, GatewayRoute, GatewayRouteSpec, GatewayRouteStatus, Method,
-    Target,
+    AuthType, Cors, EventFormat, GatewayRoute, GatewayRouteSpec, GatewayRouteStatus, Method, Target,
 };
 
 use kube::CustomResourceExt;
@@ -53,10 +52,9 @@ mod tests {
 
     #[test]
     fn route_defaults_close_the_route() {
-        let spec: GatewayRouteSpec = serde_yaml::from_str(
-            "method: GET\npath: /x\ntarget: {service: s, port: 8080}\n",
-        )
-        .unwrap();
+        let spec: GatewayRouteSpec =
+            serde_yaml::from_str("method: GET\npath: /x\ntarget: {service: s, port: 8080}\n")
+                .unwrap();
         assert_eq!(spec.auth_type, AuthType::ApiKey);
         assert_eq!(spec.timeout_seconds, 5);
         assert_eq!(spec.event_format, EventFormat::Http);

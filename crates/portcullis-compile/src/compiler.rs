@@ -63,7 +63,13 @@ pub fn compile(resources: &Resources, options: CompileOptions) -> Compiled {
 
     let key_names = compile_keys(resources, options, &mut snapshot, &mut report);
     let endpoints = EndpointIndex::new(resources);
-    compile_routes(resources, &key_names, &endpoints, &mut snapshot, &mut report);
+    compile_routes(
+        resources,
+        &key_names,
+        &endpoints,
+        &mut snapshot,
+        &mut report,
+    );
     add_key_references(resources, &mut report);
 
     report.finish();
@@ -124,10 +130,16 @@ fn compile_key(
     let mut previous = Vec::new();
     for (index, entry) in spec.previous_key_hashes.iter().enumerate() {
         let old = KeyHash::parse(&entry.hash).map_err(|e| {
-            Check::fail("InvalidKeyHash", format!("previousKeyHashes[{index}].hash: {e}"))
+            Check::fail(
+                "InvalidKeyHash",
+                format!("previousKeyHashes[{index}].hash: {e}"),
+            )
         })?;
         let until = parse_time(Some(&entry.expires_at)).map_err(|e| {
-            Check::fail("InvalidExpiry", format!("previousKeyHashes[{index}].expiresAt: {e}"))
+            Check::fail(
+                "InvalidExpiry",
+                format!("previousKeyHashes[{index}].expiresAt: {e}"),
+            )
         })?;
         previous.push((old, until));
     }
@@ -193,9 +205,10 @@ impl TableBuilder {
     /// route, and returns the conflicting route's name otherwise.
     fn check(&self, syntax: &str, route: &RouteSpec) -> Result<(), String> {
         if let Some(group) = self.patterns.get(syntax) {
-            if let Some(other) = group.iter().find(|o| {
-                o.method.is_none() || route.method.is_none() || o.method == route.method
-            }) {
+            if let Some(other) = group
+                .iter()
+                .find(|o| o.method.is_none() || route.method.is_none() || o.method == route.method)
+            {
                 return Err(format!(
                     "route {} already serves {} {}",
                     other.name,
@@ -217,7 +230,10 @@ impl TableBuilder {
                 .insert(syntax, ())
                 .expect("checked by TableBuilder::check");
         }
-        self.patterns.entry(syntax.to_owned()).or_default().push(route);
+        self.patterns
+            .entry(syntax.to_owned())
+            .or_default()
+            .push(route);
     }
 
     fn build(self) -> RouteTable {
@@ -340,7 +356,10 @@ fn validate_route(spec: &GatewayRouteSpec) -> Result<RoutePattern, Check> {
     if !(1..=900).contains(&spec.timeout_seconds) {
         return Err(Check::fail(
             "InvalidSpec",
-            format!("timeoutSeconds is {}; it must be 1 to 900", spec.timeout_seconds),
+            format!(
+                "timeoutSeconds is {}; it must be 1 to 900",
+                spec.timeout_seconds
+            ),
         ));
     }
     if spec.rate_limit == Some(0) {

@@ -20,8 +20,7 @@ pub use key_hash::{KeyHash, KeyHashError};
 pub use path::{PathError, RoutePattern, contains_encoded_slash, normalize_request_path};
 pub use report::{Check, KeyReport, Problem, Report, RouteReport};
 pub use snapshot::{
-    AuthPolicy, Backend, CorsPolicy, KeyGrant, KeyInfo, MatchError, RouteMatch, RouteSpec,
-    Snapshot,
+    AuthPolicy, Backend, CorsPolicy, KeyGrant, KeyInfo, MatchError, RouteMatch, RouteSpec, Snapshot,
 };
 
 /// Output of one compile run.

@@ -213,21 +213,36 @@ mod tests {
     #[test]
     fn pattern_converts_params_and_wildcard() {
         let pattern = RoutePattern::parse("/customers/:customerId/files/*rest").unwrap();
-        assert_eq!(pattern.router_syntax, "/customers/{customerId}/files/{*rest}");
+        assert_eq!(
+            pattern.router_syntax,
+            "/customers/{customerId}/files/{*rest}"
+        );
     }
 
     #[test]
     fn pattern_rejects_invalid_forms() {
-        assert_eq!(RoutePattern::parse("x"), Err(PathError::MissingLeadingSlash));
+        assert_eq!(
+            RoutePattern::parse("x"),
+            Err(PathError::MissingLeadingSlash)
+        );
         assert_eq!(RoutePattern::parse("/a/../b"), Err(PathError::DotSegment));
         assert_eq!(RoutePattern::parse("/a/%2e/b"), Err(PathError::DotSegment));
-        assert_eq!(RoutePattern::parse("/a/:"), Err(PathError::EmptyParameterName));
-        assert_eq!(RoutePattern::parse("/*a/b"), Err(PathError::WildcardNotLast));
+        assert_eq!(
+            RoutePattern::parse("/a/:"),
+            Err(PathError::EmptyParameterName)
+        );
+        assert_eq!(
+            RoutePattern::parse("/*a/b"),
+            Err(PathError::WildcardNotLast)
+        );
         assert_eq!(
             RoutePattern::parse("/:id/:id"),
             Err(PathError::DuplicateParameter("id".into()))
         );
-        assert_eq!(RoutePattern::parse("/a{b}"), Err(PathError::InvalidCharacter('{')));
+        assert_eq!(
+            RoutePattern::parse("/a{b}"),
+            Err(PathError::InvalidCharacter('{'))
+        );
     }
 
     #[test]
@@ -240,8 +255,19 @@ mod tests {
 
     #[test]
     fn request_path_rejects_dot_segments() {
-        for path in ["/a/../b", "/a/./b", "/a/%2e%2E/b", "/a/%2E", "/..", "/a/.%2e"] {
-            assert_eq!(normalize_request_path(path), Err(PathError::DotSegment), "{path}");
+        for path in [
+            "/a/../b",
+            "/a/./b",
+            "/a/%2e%2E/b",
+            "/a/%2E",
+            "/..",
+            "/a/.%2e",
+        ] {
+            assert_eq!(
+                normalize_request_path(path),
+                Err(PathError::DotSegment),
+                "{path}"
+            );
         }
         assert!(normalize_request_path("/a/.hidden/b").is_ok());
         assert!(normalize_request_path("/a/b..c").is_ok());
@@ -249,8 +275,14 @@ mod tests {
 
     #[test]
     fn request_path_rejects_bad_percent() {
-        assert_eq!(normalize_request_path("/a%zz"), Err(PathError::InvalidPercentEncoding));
-        assert_eq!(normalize_request_path("/a%2"), Err(PathError::InvalidPercentEncoding));
+        assert_eq!(
+            normalize_request_path("/a%zz"),
+            Err(PathError::InvalidPercentEncoding)
+        );
+        assert_eq!(
+            normalize_request_path("/a%2"),
+            Err(PathError::InvalidPercentEncoding)
+        );
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct KeyReport {
 }
 
 /// A failed verdict, flattened for logs and the admin endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Problem {
     /// `GatewayRoute`, `ApiKey` or `EndpointSlice`.
     pub kind: &'static str,
@@ -131,8 +131,7 @@ impl Report {
                 });
             }
         }
-        self.problems.sort_by(|a, b| {
-            (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name))
-        });
+        self.problems
+            .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     }
 }

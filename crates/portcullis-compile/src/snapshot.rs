@@ -311,13 +311,19 @@ mod tests {
 
     #[test]
     fn cors_origin_allowlist() {
-        let any = CorsPolicy { allowed_origins: vec![], max_age_seconds: 0 };
+        let any = CorsPolicy {
+            allowed_origins: vec![],
+            max_age_seconds: 0,
+        };
         assert_eq!(any.allow_origin(Some("https://a.example")), Some("*"));
         let listed = CorsPolicy {
             allowed_origins: vec!["https://a.example".into()],
             max_age_seconds: 0,
         };
-        assert_eq!(listed.allow_origin(Some("https://a.example")), Some("https://a.example"));
+        assert_eq!(
+            listed.allow_origin(Some("https://a.example")),
+            Some("https://a.example")
+        );
         assert_eq!(listed.allow_origin(Some("https://b.example")), None);
         assert_eq!(listed.allow_origin(None), None);
     }
