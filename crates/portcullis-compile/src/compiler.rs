@@ -238,12 +238,14 @@ impl TableBuilder {
 
     fn build(self) -> RouteTable {
         let mut router = matchit::Router::new();
+        let mut routes = Vec::new();
         for (syntax, group) in self.patterns {
+            routes.extend(group.iter().cloned());
             router
                 .insert(syntax, group)
                 .expect("patterns were inserted once without conflict");
         }
-        RouteTable { router }
+        RouteTable { router, routes }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub(crate) struct RouteTable {
     pub(crate) router: matchit::Router<Vec<Arc<RouteSpec>>>,
+    /// The same routes in insertion order, for summaries.
+    pub(crate) routes: Vec<Arc<RouteSpec>>,
 }
 
 /// One compiled GatewayRoute.
@@ -326,5 +328,96 @@ mod tests {
         );
         assert_eq!(listed.allow_origin(Some("https://b.example")), None);
         assert_eq!(listed.allow_origin(None), None);
+    }
+}
+
+/// A plain, ordered view of a snapshot for golden tests and the admin
+/// endpoint. Keys appear by fingerprint only.
+#[derive(Debug, serde::Serialize)]
+pub struct SnapshotSummary {
+    /// Routes served under `/gw/{tenant}`, by tenant.
+    pub tenants: std::collections::BTreeMap<String, Vec<String>>,
+    /// Routes served on custom hosts, by host.
+    pub hosts: std::collections::BTreeMap<String, Vec<String>>,
+    /// One line per accepted key hash.
+    pub keys: Vec<String>,
+}
+
+impl Snapshot {
+    /// Summarizes the snapshot: one line per route and per key hash.
+    pub fn summary(&self) -> SnapshotSummary {
+        let describe = |table: &RouteTable| {
+            let mut lines: Vec<String> = table
+                .routes
+                .iter()
+                .map(|route| {
+                    format!(
+                        "{} {} -> {}/{} auth={} backend={} endpoints={:?}{}{}",
+                        route.method.as_ref().map_or("ANY", |m| m.as_str()),
+                        route.path,
+                        route.namespace,
+                        route.name,
+                        describe_auth(&route.auth),
+                        route.backend.service,
+                        route.backend.endpoints,
+                        route
+                            .rate_limit
+                            .map(|l| format!(" rateLimit={l}"))
+                            .unwrap_or_default(),
+                        if route.cors.is_some() { " cors" } else { "" },
+                    )
+                })
+                .collect();
+            lines.sort();
+            lines
+        };
+        let mut keys: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(hash, grant)| {
+                format!(
+                    "{} -> {}/{} scope={:?} active={}{}{}",
+                    hash.fingerprint(),
+                    grant.key.namespace,
+                    grant.key.name,
+                    grant.key.scope,
+                    grant.key.active,
+                    grant
+                        .key
+                        .expires_at
+                        .map(|t| format!(" expiresAt={}", t.to_rfc3339()))
+                        .unwrap_or_default(),
+                    grant
+                        .hash_expires_at
+                        .map(|t| format!(" previousUntil={}", t.to_rfc3339()))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        keys.sort();
+        SnapshotSummary {
+            tenants: self
+                .tenants
+                .iter()
+                .map(|(k, v)| (k.clone(), describe(v)))
+                .collect(),
+            hosts: self
+                .hosts
+                .iter()
+                .map(|(k, v)| (k.clone(), describe(v)))
+                .collect(),
+            keys,
+        }
+    }
+}
+
+fn describe_auth(auth: &AuthPolicy) -> String {
+    match auth {
+        AuthPolicy::None => "none".into(),
+        AuthPolicy::ApiKey { allowlist: None } => "api-key".into(),
+        AuthPolicy::ApiKey {
+            allowlist: Some(ids),
+        } => format!("api-key[{}]", ids.join(",")),
+        AuthPolicy::Bearer => "bearer".into(),
     }
 }
