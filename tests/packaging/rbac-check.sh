@@ -24,14 +24,14 @@ helm_bin=${HELM:-$("$repo_root/tests/packaging/install-helm.sh")}
 passed=0
 failed=0
 
-# expect ANSWER USER VERB RESOURCE [kubectl auth can-i flags...]
+# expect DECISION USER VERB RESOURCE [kubectl auth can-i flags...]
 # Asks the authorizer whether USER may perform VERB on RESOURCE and compares
-# the answer (yes or no) with ANSWER.
+# its decision (yes or no) with DECISION.
 expect() {
   local expected=$1 user=$2 verb=$3 resource=$4
   shift 4
   local actual
-  # can-i exits 1 for "no", which is an answer here, not an error.
+  # can-i exits 1 for "no", which is an expected decision here, not an error.
   actual=$(kubectl auth can-i "$verb" "$resource" --as="$user" "$@" 2>/dev/null || true)
   if [[ "$actual" == "$expected" ]]; then
     passed=$((passed + 1))

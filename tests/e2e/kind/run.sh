@@ -4,10 +4,10 @@
 #   tests/e2e/kind/run.sh [--keep]
 #
 # Needs docker, kind, kubectl, helm and cargo. The script creates a kind
-# cluster, builds the image from the repository's Dockerfile, loads it into
-# the cluster, installs the chart, deploys the demo functions `echo` and
-# `events` into each test namespace, port-forwards the gateway Service to
-# 127.0.0.1 and runs `cargo test -p portcullis-e2e` in cluster mode.
+# cluster, builds the image from the repository's Dockerfile and loads it into
+# the cluster. It installs the chart and deploys the demo functions `echo` and
+# `events` into each test namespace. Then it port-forwards the gateway Service
+# to 127.0.0.1 and runs `cargo test -p portcullis-e2e` in cluster mode.
 #
 # On exit it stops the port-forward and deletes the cluster, unless --keep is
 # given; then the cluster stays for inspection and the script prints how to
