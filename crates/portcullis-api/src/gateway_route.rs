@@ -58,7 +58,7 @@ pub struct GatewayRouteSpec {
 
     /// Requests per minute per client IP, per replica. Unset is unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1_000_000))]
+    #[schemars(range(min = 1, max = 1_000_000), extend("format" = "int32"))]
     pub rate_limit: Option<u32>,
 
     /// Cross-origin settings; preflights are answered by the gateway.
@@ -67,7 +67,7 @@ pub struct GatewayRouteSpec {
 
     /// Upstream timeout in seconds.
     #[serde(default = "default_timeout_seconds")]
-    #[schemars(range(min = 1, max = 900))]
+    #[schemars(range(min = 1, max = 900), extend("format" = "int32"))]
     pub timeout_seconds: u32,
 
     /// Custom domains that serve the route at its path, without the
@@ -173,7 +173,7 @@ pub struct Cors {
     pub allowed_origins: Vec<String>,
     /// Seconds a browser may cache a preflight answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 86400))]
+    #[schemars(range(min = 0, max = 86400), extend("format" = "int32"))]
     pub max_age_seconds: Option<u32>,
 }
 

@@ -43,10 +43,13 @@ mod tests {
     #[test]
     fn crds_manifest_is_current() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../manifests/crds.yaml");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, crds_yaml()).unwrap();
+        }
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == crds_yaml(),
-            "manifests/crds.yaml is stale: run `cargo run -p portcullis -- crds > manifests/crds.yaml`"
+            "manifests/crds.yaml is stale: run `cargo run -p portcullis -- crds > manifests/crds.yaml` or `UPDATE_GOLDEN=1 cargo test -p portcullis-api`"
         );
     }
 
