@@ -167,7 +167,8 @@ fn print_key(key: &PlaintextKey) -> anyhow::Result<()> {
 }
 
 fn shown_once_warning() -> &'static str {
-    "The key above is shown only this once and cannot be retrieved later; store it now."
+    "The key was written to stdout. It is shown only this once and cannot be retrieved \
+     later; store it now."
 }
 
 fn expiry_note(expires_at: Option<&str>) -> String {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 
 /// Value of `--expires`: a point in time, or a duration from now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,18 +62,29 @@ pub fn parse_grace(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Adds a duration to a time, rejecting results that chrono cannot
-/// represent.
+/// Adds a duration to a time and rounds up to a whole second, so stored
+/// times read `2030-01-31T00:00:00Z` and a grace period is never shorter
+/// than requested. Results that chrono cannot represent are rejected.
 pub fn add_duration(time: DateTime<Utc>, duration: Duration) -> Result<DateTime<Utc>, String> {
     chrono::Duration::from_std(duration)
         .ok()
         .and_then(|delta| time.checked_add_signed(delta))
+        .and_then(round_up_to_second)
         .ok_or_else(|| {
             format!(
                 "the duration {} is too long",
                 humantime::format_duration(duration)
             )
         })
+}
+
+fn round_up_to_second(time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let whole = time.trunc_subsecs(0);
+    if whole == time {
+        Some(whole)
+    } else {
+        whole.checked_add_signed(chrono::Duration::seconds(1))
+    }
 }
 
 /// Formats a time as stored in an ApiKey: RFC 3339 in UTC, whole seconds
@@ -140,6 +151,13 @@ mod tests {
             .resolve(noon())
             .unwrap();
         assert_eq!(at, Utc.with_ymd_and_hms(2030, 1, 1, 13, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn duration_rounds_up_to_second() {
+        let now = noon() + chrono::Duration::milliseconds(250);
+        let at = Expiry::After(Duration::from_secs(60)).resolve(now).unwrap();
+        assert_eq!(format_time(at), "2030-01-01T12:01:01Z");
     }
 
     #[test]

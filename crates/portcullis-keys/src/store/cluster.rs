@@ -253,12 +253,18 @@ impl<'a> Request<'a> {
     }
 }
 
+/// Loads the client configuration. Errors are formatted into the message
+/// instead of chained, because the kube error types already include their
+/// sources in their messages.
 async fn load_config(target: &TargetArgs) -> anyhow::Result<Config> {
     if target.kubeconfig.is_none() && target.context.is_none() {
-        return Config::infer().await.context(
-            "cannot load a kubeconfig: set KUBECONFIG or pass --kubeconfig, \
-             or use --config DIR to edit a config directory",
-        );
+        return Config::infer().await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot load a kubeconfig: {}. Set KUBECONFIG or pass --kubeconfig, \
+                 or use --config DIR to edit a config directory",
+                error
+            )
+        });
     }
 
     let options = KubeConfigOptions {
@@ -267,15 +273,21 @@ async fn load_config(target: &TargetArgs) -> anyhow::Result<Config> {
     };
     match &target.kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|error| {
+                anyhow::anyhow!("cannot read kubeconfig {}: {}", path.display(), error)
+            })?;
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .with_context(|| format!("cannot use kubeconfig {}", path.display()))
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot use kubeconfig {}: {}", path.display(), error)
+                })
         }
-        None => Config::from_kubeconfig(&options)
-            .await
-            .context("cannot use the kubeconfig from KUBECONFIG or ~/.kube/config"),
+        None => Config::from_kubeconfig(&options).await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot use the kubeconfig from KUBECONFIG or ~/.kube/config: {}",
+                error
+            )
+        }),
     }
 }
 

@@ -202,15 +202,15 @@ impl DirectoryStore {
         let metadata = value.get("metadata");
         let field = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str);
 
-        api_version.is_some_and(|v| v.starts_with("portcullis.dev/"))
+        api_version == Some(API_VERSION)
             && value.get("kind").and_then(Value::as_str) == Some(kind)
             && name.is_none_or(|name| field("name") == Some(name))
             && field("namespace").unwrap_or(DEFAULT_NAMESPACE) == self.namespace
     }
 
     /// Reads every document of every `.yaml` and `.yml` file in the
-    /// directory, in file name order. Subdirectories and hidden files are
-    /// skipped. Documents that are not valid YAML are skipped with a warning.
+    /// directory and its subdirectories, as `serve` does. Documents that are
+    /// not valid YAML are skipped with a warning.
     fn documents(&self) -> anyhow::Result<Vec<Document>> {
         let mut documents = Vec::new();
         for path in self.yaml_files()? {
@@ -238,23 +238,8 @@ impl DirectoryStore {
     }
 
     fn yaml_files(&self) -> anyhow::Result<Vec<PathBuf>> {
-        let entries = fs::read_dir(&self.dir)
-            .with_context(|| format!("cannot list config directory {}", self.dir.display()))?;
         let mut files = Vec::new();
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("cannot list config directory {}", self.dir.display()))?
-                .path();
-            let hidden = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_none_or(|n| n.starts_with('.'));
-            let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-            if !hidden && yaml && path.is_file() {
-                files.push(path);
-            }
-        }
-        files.sort();
+        collect_yaml_files(&self.dir, &mut files)?;
         Ok(files)
     }
 
@@ -297,6 +282,41 @@ impl DirectoryStore {
             location: self.location(),
         }
     }
+}
+
+/// Appends the `.yaml` and `.yml` files under `dir` to `files`, in path
+/// order, descending into subdirectories. Hidden entries are skipped: they
+/// include the `..data` folder of a ConfigMap volume, whose files are
+/// visible through symbolic links, and this module's temporary files.
+fn collect_yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let entries =
+        fs::read_dir(dir).with_context(|| format!("cannot list directory {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list directory {}", dir.display()))?;
+        paths.push(entry.path());
+    }
+    paths.sort();
+
+    for path in paths {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_none_or(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        // `metadata` follows symbolic links; a dangling link is skipped.
+        let Ok(metadata) = fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.is_dir() {
+            collect_yaml_files(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Replaces the file at `path` with `contents` in one rename, keeping its
@@ -653,6 +673,36 @@ ports: [{port: 8080}]
             .collect();
         names.sort();
         assert_eq!(names, vec!["all.yaml", "apikey-fresh.yaml"]);
+    }
+
+    #[test]
+    fn update_finds_key_in_subdirectory() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("team").join("keys");
+        fs::create_dir_all(&nested).unwrap();
+        fs::write(nested.join("all.yml"), MIXED_FILE).unwrap();
+
+        store(dir.path(), None)
+            .update("partner", |spec| {
+                spec.active = false;
+                Ok(())
+            })
+            .unwrap();
+
+        assert!(
+            fs::read_to_string(nested.join("all.yml"))
+                .unwrap()
+                .contains("active: false")
+        );
+    }
+
+    #[test]
+    fn other_api_versions_are_not_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = MIXED_FILE.replace("portcullis.dev/v1alpha1", "portcullis.dev/v2");
+        fs::write(dir.path().join("all.yaml"), text).unwrap();
+
+        assert!(store(dir.path(), None).list_keys().unwrap().is_empty());
     }
 
     #[test]
