@@ -30,7 +30,7 @@ pub enum KeyCommand {
     List(ListArgs),
 }
 
-/// Where the ApiKeys live: a cluster (default) or a config directory.
+/// Target of a key command: a cluster (default) or a config directory.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// Config directory of `portcullis serve` to edit instead of a cluster.
@@ -91,7 +91,7 @@ pub struct ImportArgs {
 /// Properties of a new ApiKey, shared by `create` and `import`.
 #[derive(Debug, Args)]
 pub struct KeyProperties {
-    /// What the key may do. `deploy` keys are rejected with 403 on every
+    /// Scope of the key. `deploy` keys are rejected with 403 on every
     /// route.
     #[arg(long, value_enum, default_value_t = ScopeArg::Invoke)]
     pub(crate) scope: ScopeArg,

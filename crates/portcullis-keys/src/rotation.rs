@@ -13,7 +13,7 @@ use crate::expiry::{add_duration, format_time, parse_time};
 /// Maximum length of `previousKeyHashes`, as the CRD schema enforces.
 pub const MAX_PREVIOUS_KEY_HASHES: usize = 16;
 
-/// What a rotation changed, for the message printed to stderr.
+/// Changes made by a rotation, for the message printed to stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationSummary {
     /// Fingerprint of the replaced hash, if it was a valid hash.

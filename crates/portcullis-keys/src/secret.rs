@@ -23,8 +23,8 @@ pub const MAX_IMPORTED_KEY_CHARS: usize = 1024;
 /// read it, and the commands call it once, to print the new key to stdout.
 pub struct PlaintextKey(String);
 
-/// Why a value cannot be imported as an API key. The messages never contain
-/// the value itself.
+/// Reason a value cannot be imported as an API key. The messages never
+/// contain the value itself.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImportError {
     /// The value is empty after removing the trailing newline.

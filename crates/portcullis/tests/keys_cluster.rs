@@ -459,7 +459,11 @@ spec:
     assert_eq!(listed[1]["scope"], "deploy");
     assert_eq!(listed[1]["routes"], serde_json::json!([]));
     assert!(table.contains("reports"), "{table}");
-    assert!(!table.contains(&key) && !json.to_string().contains(&key));
+    assert!(!table.contains(&key), "the table contains the key");
+    assert!(
+        !json.to_string().contains(&key),
+        "the JSON contains the key"
+    );
 }
 
 #[test]
@@ -560,7 +564,7 @@ subjects:
 "
     ));
     // The admin user of the kubeconfig may impersonate, so the commands run
-    // as a user that holds only the Role above.
+    // as a user bound only to the Role above.
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = edited_kubeconfig(dir.path(), |config| {
         let user_name = current_context(config)["user"].as_str().unwrap().to_owned();
@@ -625,7 +629,7 @@ subjects:
     );
 }
 
-/// Needs no cluster: the kubeconfig points at a port nobody listens on.
+/// Needs no cluster: the kubeconfig points at a free port with no listener.
 #[test]
 fn cluster_unreachable_names_server() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -93,7 +93,7 @@ fn printed_key(stdout: &str) -> String {
         .strip_suffix('\n')
         .unwrap_or_else(|| panic!("stdout does not end with a newline: {stdout:?}"));
     assert_eq!(key.len(), 43, "unexpected key length in {stdout:?}");
-    assert!(!key.contains('\n'), "stdout holds more than the key");
+    assert!(!key.contains('\n'), "stdout contains more than the key");
     key.to_owned()
 }
 
@@ -159,8 +159,8 @@ ports:
     fs::write(dir.join("route.yaml"), yaml).unwrap();
 }
 
-/// Starts an HTTP/1.1 server on 127.0.0.1 that answers every request with
-/// 200 and the body `upstream`, and returns its port.
+/// Starts an HTTP/1.1 server on 127.0.0.1 that responds to every request
+/// with 200 and the body `upstream`, and returns its port.
 async fn start_upstream() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -205,7 +205,7 @@ struct Serve {
 }
 
 impl Serve {
-    /// Starts `serve` on `dir` and waits until `/readyz` answers 200.
+    /// Starts `serve` on `dir` and waits until `/readyz` returns 200.
     async fn start(dir: &Path, log_dir: &Path, client: &reqwest::Client) -> Serve {
         let port = free_port();
         let admin_port = free_port();
@@ -227,10 +227,10 @@ impl Serve {
             if let Some(status) = serve.child.try_wait().unwrap() {
                 panic!("portcullis serve exited with {status}: {}", serve.logs());
             }
-            if let Ok(response) = client.get(&url).send().await {
-                if response.status() == 200 {
-                    return serve;
-                }
+            if let Ok(response) = client.get(&url).send().await
+                && response.status() == 200
+            {
+                return serve;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -590,7 +590,8 @@ fn rotate_with_grace_keeps_previous_hash() {
     assert_eq!(stored.spec.previous_key_hashes.len(), 1);
     assert_eq!(stored.spec.previous_key_hashes[0].hash, spec_hash(&first));
     let text = all_files(dir.path());
-    assert!(!text.contains(&first) && !text.contains(&second));
+    assert!(!text.contains(&first), "a file contains the first key");
+    assert!(!text.contains(&second), "a file contains the second key");
 }
 
 #[test]

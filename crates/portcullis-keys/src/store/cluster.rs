@@ -21,7 +21,7 @@ const GATEWAYROUTES: &str = "gatewayroutes.portcullis.dev";
 /// Attempts of one update before a run of conflicting writes is reported.
 const UPDATE_ATTEMPTS: u32 = 5;
 
-/// Longest time to wait for a TCP connection to the API server.
+/// Maximum time to wait for a TCP connection to the API server.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A namespace of a cluster.
@@ -31,7 +31,7 @@ pub struct ClusterStore {
     server: String,
 }
 
-/// What a request did, to word its errors.
+/// Verb, resource and object name of a request, for its error messages.
 #[derive(Clone, Copy)]
 struct Request<'a> {
     verb: &'static str,
@@ -93,7 +93,7 @@ impl ClusterStore {
 
     /// Reads the ApiKey, edits its spec and writes the changed fields as a
     /// JSON merge patch. The patch carries the `resourceVersion` that was
-    /// read, so a concurrent change fails it with 409 Conflict; then the
+    /// read, so a concurrent change fails it with 409 Conflict. Then the
     /// read and edit run again, up to [`UPDATE_ATTEMPTS`] times.
     pub async fn update<T>(
         &self,
@@ -173,8 +173,8 @@ impl ClusterStore {
         Ok(list.items)
     }
 
-    /// Turns a client error into a message that says what failed and what
-    /// to do.
+    /// Converts a client error into a [`StoreError`] that names what failed
+    /// and what to do.
     fn classify(&self, error: kube::Error, request: Request<'_>) -> StoreError {
         let status = match error {
             kube::Error::Api(status) => status,
@@ -291,8 +291,8 @@ async fn load_config(target: &TargetArgs) -> anyhow::Result<Config> {
     }
 }
 
-/// Whether a 404 is about a named object rather than a resource type the
-/// server does not serve. The API server names the object in the status
+/// Returns whether a 404 is about a named object rather than a resource
+/// type the server does not serve. The API server names the object in the status
 /// details of a missing object, and sends no details for an unknown type.
 fn names_object(status: &Status) -> bool {
     status

@@ -195,7 +195,7 @@ impl DirectoryStore {
             .collect())
     }
 
-    /// Whether a document is a Portcullis object of `kind` in this store's
+    /// Returns whether a document is a Portcullis object of `kind` in this store's
     /// namespace, with `name` if given.
     fn matches(&self, value: &Value, kind: &str, name: Option<&str>) -> bool {
         let api_version = value.get("apiVersion").and_then(Value::as_str);

@@ -1,5 +1,5 @@
-//! Where ApiKeys are read and written: a cluster through the Kubernetes API,
-//! or a config directory of YAML files.
+//! Storage of ApiKeys: a cluster through the Kubernetes API, or a config
+//! directory of YAML files.
 
 mod cluster;
 mod directory;
@@ -41,14 +41,14 @@ pub enum StoreError {
         name: String,
         /// Namespace of the ApiKey.
         namespace: String,
-        /// The cluster or directory that holds it.
+        /// The cluster or directory that contains it.
         location: String,
     },
 
     /// RBAC denied the request.
     #[error(
         "permission denied: the current user may not {verb} {resource} in namespace \
-         {namespace:?}. The API server answered: {message}. Ask a cluster administrator \
+         {namespace:?}. The API server returned: {message}. Ask a cluster administrator \
          for a Role that grants `{verb}` on `{resource}` in that namespace"
     )]
     Forbidden {
@@ -74,7 +74,7 @@ pub enum StoreError {
         message: String,
     },
 
-    /// No API server answered.
+    /// The API server could not be reached.
     #[error(
         "cannot reach the Kubernetes API server at {server}: {cause}. Check that the cluster \
          is running and that --kubeconfig and --context select it"
@@ -115,7 +115,7 @@ pub enum StoreError {
     Invalid {
         /// Name of the ApiKey.
         name: String,
-        /// What is invalid.
+        /// Description of the problem.
         message: String,
     },
 
@@ -131,7 +131,7 @@ pub struct Updated<T> {
     pub before: ApiKeySpec,
     /// The spec as written.
     pub after: ApiKeySpec,
-    /// What the edit function returned for the write that succeeded.
+    /// Return value of the edit function for the write that succeeded.
     pub outcome: T,
 }
 
