@@ -23,7 +23,8 @@ pub enum KeyCommand {
     Import(ImportArgs),
     /// Generate a new key for an existing ApiKey and print it once on stdout.
     Rotate(RotateArgs),
-    /// Revoke an ApiKey (set `active: false`); requests with it fail at once.
+    /// Revoke an ApiKey (set `active: false`). Requests with its key are
+    /// rejected as soon as the gateway applies the change.
     Revoke(RevokeArgs),
     /// List the ApiKeys of a namespace with their fingerprints and the routes
     /// that reference them.
@@ -46,8 +47,8 @@ pub struct TargetArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) context: Option<String>,
 
-    /// Namespace of the ApiKeys. Defaults to the context's namespace, else
-    /// `default`.
+    /// Namespace of the ApiKeys. Defaults to the kubeconfig context's
+    /// namespace, else `default`, and to `default` with --config.
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub(crate) namespace: Option<String>,
 
