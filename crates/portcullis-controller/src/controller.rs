@@ -137,11 +137,12 @@ impl Caches {
             service.is_some_and(|s| targets.contains(&(namespace.unwrap_or_default(), s.clone())))
         };
 
+        let keys = owned(self.keys.objects());
         let services = self.services.objects();
         let slices = self.slices.objects();
         for (kind, count) in [
             (self.routes.kind(), routes.len()),
-            (self.keys.kind(), self.keys.objects().len()),
+            (self.keys.kind(), keys.len()),
             (self.services.kind(), services.len()),
             (self.slices.kind(), slices.len()),
         ] {
@@ -163,7 +164,7 @@ impl Caches {
             .collect();
         Resources {
             routes,
-            keys: owned(self.keys.objects()),
+            keys,
             endpoint_slices,
             services: Some(services),
         }
@@ -199,8 +200,13 @@ pub async fn serve(
         gateway_metrics,
     );
 
-    let traffic_address = traffic.local_addr().ok();
-    let admin_address = admin.local_addr().ok();
+    let address = |listener: &TcpListener| {
+        listener
+            .local_addr()
+            .map_or_else(|_| "unknown".to_owned(), |a| a.to_string())
+    };
+    let traffic_address = address(&traffic);
+    let admin_address = address(&admin);
     let mut servers = JoinSet::new();
     servers.spawn(portcullis_gateway::serve_traffic(
         gateway.clone(),
@@ -213,8 +219,8 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tracing::info!(
-        traffic = ?traffic_address,
-        admin = ?admin_address,
+        traffic = %traffic_address,
+        admin = %admin_address,
         identity = %settings.identity,
         namespaces = ?settings.namespaces,
         "portcullis controller started"

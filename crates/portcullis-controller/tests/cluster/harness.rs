@@ -94,11 +94,9 @@ pub async fn cluster() -> Option<Cluster> {
     let admin = Client::try_from(config).expect("admin client");
     SETUP.get_or_init(|| install(admin.clone())).await;
 
-    let work_dir = std::env::temp_dir().join(format!(
-        "portcullis-controller-tests-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&work_dir).expect("temp dir");
+    // Cargo's scratch directory for integration tests, inside target/.
+    let work_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portcullis-controller");
+    std::fs::create_dir_all(&work_dir).expect("create the test scratch directory");
     Some(Cluster {
         admin,
         admin_kubeconfig: path,
@@ -243,8 +241,9 @@ impl Cluster {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let token = token_of(user);
         let file_name = format!(
-            "{}-{}.kubeconfig",
+            "{}-{}-{}.kubeconfig",
             user.replace(':', "_"),
+            std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let path = self.work_dir.join(file_name);
@@ -454,7 +453,18 @@ impl Controller {
         lease: &str,
         identity: &str,
     ) -> Controller {
-        let args = RunArgs::try_parse_from([
+        Controller::start_with(kubeconfig, namespace, lease, identity, &[]).await
+    }
+
+    /// Like [`Controller::start`], with `extra` flags appended.
+    pub async fn start_with(
+        kubeconfig: &Path,
+        namespace: &str,
+        lease: &str,
+        identity: &str,
+        extra: &[&str],
+    ) -> Controller {
+        let mut flags = vec![
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
             "--context",
@@ -469,8 +479,9 @@ impl Controller {
             identity,
             "--log-format",
             "text",
-        ])
-        .expect("valid flags");
+        ];
+        flags.extend_from_slice(extra);
+        let args = RunArgs::try_parse_from(flags).expect("valid flags");
         let traffic = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let traffic_url = format!("http://{}", traffic.local_addr().unwrap());

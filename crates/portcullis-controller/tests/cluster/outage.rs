@@ -92,7 +92,9 @@ async fn watch_outage_keeps_last_snapshot() {
     )
     .await;
 
+    // The API server is unreachable at start: not ready until it is.
     let forwarder = Forwarder::start(cluster.server_address()).await;
+    forwarder.break_connections().await;
     let kubeconfig =
         cluster.kubeconfig_via(CONTROLLER_USER, &format!("https://{}", forwarder.address));
     let controller = Controller::start(
@@ -102,6 +104,16 @@ async fn watch_outage_keeps_last_snapshot() {
         "outage-a",
     )
     .await;
+    eventually(WAIT, "initial list errors to be counted", || async {
+        let errors = controller
+            .metric(r#"portcullis_watch_errors_total{kind="GatewayRoute"}"#)
+            .await;
+        (errors >= 1.0).then_some(())
+    })
+    .await;
+    let (status, _, _) = get_readyz(&controller).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    forwarder.restore();
     controller.wait_ready().await;
     let path = format!("/gw/{namespace}/app");
     eventually(WAIT, "route to serve", || async {

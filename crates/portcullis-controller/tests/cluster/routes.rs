@@ -213,6 +213,24 @@ async fn key_patch_rotates_key() {
     })
     .await;
 
+    // Revoking the key rejects it at once and is reported.
+    let revoke = json!({"spec": {"active": false}});
+    keys.patch("partner", &PatchParams::default(), &Patch::Merge(&revoke))
+        .await
+        .expect("patch active");
+    wait_for_status(&controller, &path, new_key, StatusCode::UNAUTHORIZED).await;
+    let status = eventually(WAIT, "Ready=False in status", || async {
+        let status = status_of(&cluster.admin, &namespace, "apikeys", "partner").await?;
+        (condition(&status, "Ready")?.0 == "False").then_some(status)
+    })
+    .await;
+    assert_eq!(
+        condition(&status, "Ready"),
+        Some(("False".into(), "Revoked".into()))
+    );
+    let events = events_for(&cluster.admin, &namespace, "partner", "Revoked").await;
+    assert_eq!(events[0].type_.as_deref(), Some("Normal"));
+
     controller.stop().await;
     cluster.delete_namespace(&namespace).await;
 }

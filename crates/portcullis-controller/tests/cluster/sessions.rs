@@ -12,8 +12,8 @@ use kube::api::PostParams;
 use serde_json::json;
 
 use crate::harness::{
-    CONTROLLER_USER, Upstream, apply_yaml, cluster, create_backend, create_route, eventually,
-    token_of,
+    CONTROLLER_USER, Controller, Upstream, apply_yaml, cluster, create_backend, create_route,
+    eventually, token_of,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -149,5 +149,27 @@ subjects:
     );
 
     controller.stop().await;
+
+    // With --session-audience the token must be valid for that audience.
+    // Token-file tokens are valid only for the API server's audiences, so
+    // the same session is now rejected.
+    let kubeconfig = cluster.kubeconfig_for(CONTROLLER_USER);
+    let strict = Controller::start_with(
+        &kubeconfig,
+        &namespace,
+        &format!("lease-{namespace}"),
+        &format!("{namespace}-audience"),
+        &["--session-audience", "portcullis-gateway"],
+    )
+    .await;
+    strict.wait_ready().await;
+    let (status, body, _) = eventually(WAIT, "bearer route on the audience replica", || async {
+        let response = strict.call(&path, &[("authorization", &alice)]).await;
+        (response.0 != StatusCode::NOT_FOUND).then_some(response)
+    })
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    strict.stop().await;
     cluster.delete_namespace(&namespace).await;
 }
