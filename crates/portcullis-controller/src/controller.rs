@@ -31,7 +31,7 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 const MAX_DEBOUNCE: Duration = Duration::from_millis(500);
 /// Label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// How long shutdown waits for background tasks, after the listeners
+/// Maximum wait for background tasks at shutdown, after the listeners
 /// have drained.
 const TASK_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -50,8 +50,8 @@ pub struct Cluster {
 
 static SETUP: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
-/// Connects to the test API server named by `PORTCULLIS_TEST_KUBECONFIG`
-/// or `KUBECONFIG` and installs the CRDs and `rbac.yaml` once per run.
+/// Connects to the test API server named by `PORTCULLIS_E2E_KUBECONFIG`,
+/// `PORTCULLIS_TEST_KUBECONFIG` or `KUBECONFIG` (first set wins) and installs the CRDs and `rbac.yaml` once per run.
 ///
 /// Returns `None` (the test is skipped) when neither is set, unless
 /// `PORTCULLIS_E2E_REQUIRED=1`, which turns the skip into a failure. Only
@@ -59,16 +59,22 @@ static SETUP: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 pub async fn cluster() -> Option<Cluster> {
     init_logging();
     let required = std::env::var("PORTCULLIS_E2E_REQUIRED").is_ok_and(|v| v == "1");
-    let path = ["PORTCULLIS_TEST_KUBECONFIG", "KUBECONFIG"]
-        .iter()
-        .find_map(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
-        .map(PathBuf::from);
+    let path = [
+        "PORTCULLIS_E2E_KUBECONFIG",
+        "PORTCULLIS_TEST_KUBECONFIG",
+        "KUBECONFIG",
+    ]
+    .iter()
+    .find_map(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
+    .map(PathBuf::from);
     let Some(path) = path else {
         assert!(
             !required,
-            "PORTCULLIS_E2E_REQUIRED=1 but neither PORTCULLIS_TEST_KUBECONFIG nor KUBECONFIG is set"
+            "PORTCULLIS_E2E_REQUIRED=1 but none of PORTCULLIS_E2E_KUBECONFIG, PORTCULLIS_TEST_KUBECONFIG and KUBECONFIG is set"
         );
-        println!("skipped: set KUBECONFIG to a test API server (see tests/cluster/main.rs)");
+        println!(
+            "skipped: set PORTCULLIS_E2E_KUBECONFIG or KUBECONFIG to a test API server (see tests/cluster/main.rs)"
+        );
         return None;
     };
 
@@ -166,7 +172,7 @@ async fn install(admin: Client) {
     let authenticated = answer.status.and_then(|s| s.authenticated) == Some(true);
     assert!(
         authenticated,
-        "the test API server does not know the test users: start it with ENVTEST_EXTRA_TOKENS={TOKENS_FILE}"
+        "the test API server lacks this crate's test users: restart it with ENVTEST_EXTRA_TOKENS={TOKENS_FILE}"
     );
 }
 

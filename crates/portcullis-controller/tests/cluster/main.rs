@@ -10,8 +10,10 @@
 //! cargo test -p portcullis-controller
 //! ```
 //!
-//! `PORTCULLIS_TEST_KUBECONFIG` takes precedence over `KUBECONFIG`. Without
-//! either, every test prints one line and passes as skipped;
+//! The kubeconfig comes from `PORTCULLIS_E2E_KUBECONFIG`, else
+//! `PORTCULLIS_TEST_KUBECONFIG`, else `KUBECONFIG`. Without any of them,
+//! or when it points at a server that is not on a loopback address, every
+//! test prints one line and passes as skipped;
 //! `PORTCULLIS_E2E_REQUIRED=1` makes that a failure. The tests install the
 //! CRDs and `rbac.yaml`, then run the controller in process as the
 //! ServiceAccount user that `rbac.yaml` binds, with no other permission.
