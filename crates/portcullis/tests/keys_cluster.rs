@@ -1,6 +1,8 @@
 //! `portcullis key` against a Kubernetes API server, run as the real binary.
 //!
-//! The server comes from `KUBECONFIG`. Without it the tests that need a
+//! The server comes from `PORTCULLIS_E2E_KUBECONFIG`, which every command
+//! here receives as `KUBECONFIG`; a plain `KUBECONFIG` is never used, so a
+//! developer's own cluster is not touched by accident. Without it the tests that need a
 //! server print one line and pass, unless `PORTCULLIS_E2E_REQUIRED=1`, which
 //! makes them fail. Each test works in its own namespace, so the tests can
 //! run in parallel. `kubectl` must be on PATH to set up and read back
@@ -22,14 +24,16 @@ const BINARY: &str = env!("CARGO_BIN_EXE_portcullis");
 /// Returns whether a cluster is configured. Without one, prints why the
 /// calling test is skipped, or panics if `PORTCULLIS_E2E_REQUIRED=1`.
 fn cluster_available(test: &str) -> bool {
-    if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
+    if test_kubeconfig().is_some() {
         install_crds();
         return true;
     }
     if std::env::var("PORTCULLIS_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test}: KUBECONFIG is not set but PORTCULLIS_E2E_REQUIRED=1");
+        panic!("{test}: PORTCULLIS_E2E_KUBECONFIG is not set but PORTCULLIS_E2E_REQUIRED=1");
     }
-    println!("skipped {test}: KUBECONFIG is not set, so there is no API server to test against");
+    println!(
+        "skipped {test}: PORTCULLIS_E2E_KUBECONFIG is not set, so there is no API server to test against"
+    );
     false
 }
 
@@ -74,8 +78,19 @@ fn kubectl_with_input(args: &[&str], input: &[u8]) -> Output {
     run(Command::new("kubectl").args(args), Some(input))
 }
 
+/// The kubeconfig of the test cluster, if one is configured.
+fn test_kubeconfig() -> Option<String> {
+    std::env::var("PORTCULLIS_E2E_KUBECONFIG")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 fn run(command: &mut Command, input: Option<&[u8]>) -> Output {
     use std::io::Write;
+    let explicit = command.get_envs().any(|(name, _)| name == "KUBECONFIG");
+    if !explicit && let Some(kubeconfig) = test_kubeconfig() {
+        command.env("KUBECONFIG", kubeconfig);
+    }
     command
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -223,7 +238,7 @@ fn assert_near(seconds: i64, expected: i64) {
 /// Writes a copy of the current kubeconfig to `dir`, changed by `edit`, and
 /// returns its path.
 fn edited_kubeconfig(dir: &Path, edit: impl FnOnce(&mut serde_yaml::Value)) -> PathBuf {
-    let source = std::env::var("KUBECONFIG").unwrap();
+    let source = test_kubeconfig().unwrap();
     let source = source.split(':').next().unwrap();
     let mut config: serde_yaml::Value =
         serde_yaml::from_str(&fs::read_to_string(source).unwrap()).unwrap();

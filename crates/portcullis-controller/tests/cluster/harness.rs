@@ -50,30 +50,26 @@ pub struct Cluster {
 
 static SETUP: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
-/// Connects to the test API server named by `PORTCULLIS_E2E_KUBECONFIG`,
-/// `PORTCULLIS_TEST_KUBECONFIG` or `KUBECONFIG` (first set wins) and installs the CRDs and `rbac.yaml` once per run.
+/// Connects to the test API server named by `PORTCULLIS_E2E_KUBECONFIG` and
+/// installs the CRDs and `rbac.yaml` once per run. A plain `KUBECONFIG` is
+/// never used, so a developer's own cluster is not touched by accident.
 ///
-/// Returns `None` (the test is skipped) when neither is set, unless
+/// Returns `None` (the test is skipped) when it is not set, unless
 /// `PORTCULLIS_E2E_REQUIRED=1`, which turns the skip into a failure. Only
 /// an API server on a loopback address is used.
 pub async fn cluster() -> Option<Cluster> {
     init_logging();
     let required = std::env::var("PORTCULLIS_E2E_REQUIRED").is_ok_and(|v| v == "1");
-    let path = [
-        "PORTCULLIS_E2E_KUBECONFIG",
-        "PORTCULLIS_TEST_KUBECONFIG",
-        "KUBECONFIG",
-    ]
-    .iter()
-    .find_map(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
-    .map(PathBuf::from);
+    let path = std::env::var_os("PORTCULLIS_E2E_KUBECONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let Some(path) = path else {
         assert!(
             !required,
-            "PORTCULLIS_E2E_REQUIRED=1 but none of PORTCULLIS_E2E_KUBECONFIG, PORTCULLIS_TEST_KUBECONFIG and KUBECONFIG is set"
+            "PORTCULLIS_E2E_REQUIRED=1 but PORTCULLIS_E2E_KUBECONFIG is not set"
         );
         println!(
-            "skipped: set PORTCULLIS_E2E_KUBECONFIG or KUBECONFIG to a test API server (see tests/cluster/main.rs)"
+            "skipped: set PORTCULLIS_E2E_KUBECONFIG to a test API server (see tests/cluster/main.rs)"
         );
         return None;
     };

@@ -7,11 +7,10 @@
 //! ENV=$(ENVTEST_EXTRA_TOKENS=$PWD/crates/portcullis-controller/tests/envtest-tokens.csv \
 //!     path/to/envtest/start.sh)
 //! . "$ENV"
-//! cargo test -p portcullis-controller
+//! PORTCULLIS_E2E_KUBECONFIG=$KUBECONFIG cargo test -p portcullis-controller
 //! ```
 //!
-//! The kubeconfig comes from `PORTCULLIS_E2E_KUBECONFIG`, else
-//! `PORTCULLIS_TEST_KUBECONFIG`, else `KUBECONFIG`. Without any of them,
+//! The kubeconfig comes from `PORTCULLIS_E2E_KUBECONFIG`. Without it,
 //! or when it points at a server that is not on a loopback address, every
 //! test prints one line and passes as skipped;
 //! `PORTCULLIS_E2E_REQUIRED=1` makes that a failure. The tests install the
