@@ -17,3 +17,11 @@ cargo test --workspace --locked
 
 echo "== packaging checks"
 bash tests/packaging/check.sh
+
+# These create the install manifest's objects for real, so they run only
+# against a disposable API server (.ci/run sets PORTCULLIS_E2E_DISPOSABLE).
+if [ -n "${PORTCULLIS_E2E_KUBECONFIG:-}" ] && [ "${PORTCULLIS_E2E_DISPOSABLE:-}" = 1 ]; then
+  echo "== packaging checks against the API server"
+  KUBECONFIG="$PORTCULLIS_E2E_KUBECONFIG" bash tests/packaging/server-dry-run.sh
+  KUBECONFIG="$PORTCULLIS_E2E_KUBECONFIG" bash tests/packaging/rbac-check.sh
+fi
