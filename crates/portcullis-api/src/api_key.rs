@@ -69,7 +69,7 @@ pub struct PreviousKeyHash {
     pub expires_at: String,
 }
 
-/// What a key may do.
+/// Permission level of a key.
 #[derive(
     Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
 )]

@@ -38,8 +38,8 @@ pub struct GatewayRouteSpec {
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^?#\s]*$"))]
     pub path: String,
 
-    /// How callers authenticate. Defaults to `api-key`: routes are closed
-    /// unless declared public.
+    /// Authentication required from callers. The default, `api-key`, keeps
+    /// a route closed unless it is declared public.
     #[serde(default)]
     pub auth_type: AuthType,
 
@@ -61,7 +61,7 @@ pub struct GatewayRouteSpec {
     #[schemars(range(min = 1, max = 1_000_000), extend("format" = "int32"))]
     pub rate_limit: Option<u32>,
 
-    /// Cross-origin settings; preflights are answered by the gateway.
+    /// Cross-origin settings. The gateway responds to preflights itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
 
@@ -122,7 +122,7 @@ impl Method {
     }
 }
 
-/// How callers of a route authenticate.
+/// Authentication scheme of a route.
 #[derive(
     Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
 )]
@@ -137,7 +137,7 @@ pub enum AuthType {
     Bearer,
 }
 
-/// How the request reaches the function.
+/// Delivery format of requests to the function.
 #[derive(
     Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
 )]
@@ -164,14 +164,14 @@ pub struct Target {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Cors {
-    /// Answer preflights at the gateway and add CORS headers to responses.
+    /// Respond to preflights at the gateway and add CORS headers to responses.
     #[serde(default)]
     pub enabled: bool,
     /// Origins allowed to call the route. Unset or empty allows any origin.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 512)))]
     pub allowed_origins: Vec<String>,
-    /// Seconds a browser may cache a preflight answer.
+    /// Seconds a browser may cache a preflight response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400), extend("format" = "int32"))]
     pub max_age_seconds: Option<u32>,

@@ -12,12 +12,12 @@ use portcullis_api::{EventFormat, KeyScope};
 use crate::key_hash::KeyHash;
 use crate::path::{PathError, contains_encoded_slash, normalize_request_path};
 
-/// Everything the data plane needs to answer requests, compiled once per
+/// Everything the data plane needs to serve requests, compiled once per
 /// configuration change and never mutated afterwards (apart from the
 /// round-robin cursor of each backend).
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Monotonic number of this snapshot, set by whoever installs it.
+    /// Monotonic number of this snapshot, set when it is installed.
     pub generation: u64,
     /// True once the source delivered a complete view of keys and routes.
     /// Until then protected routes fail closed with 503.
@@ -54,7 +54,7 @@ pub struct RouteSpec {
     pub auth: AuthPolicy,
     /// Ready endpoints of the target Service port.
     pub backend: Backend,
-    /// How the request is delivered to the function.
+    /// Delivery format of requests to the function.
     pub event_format: EventFormat,
     /// Requests per minute per client IP.
     pub rate_limit: Option<u32>,
@@ -91,7 +91,7 @@ impl AuthPolicy {
 pub struct CorsPolicy {
     /// Allowed origins; empty allows any origin.
     pub allowed_origins: Vec<String>,
-    /// Seconds a preflight answer may be cached.
+    /// Seconds a preflight response may be cached.
     pub max_age_seconds: u32,
 }
 
@@ -140,7 +140,7 @@ impl Backend {
     }
 }
 
-/// What a key hash grants: the key, and for a superseded hash the time it
+/// Grant of one key hash: the key, and for a superseded hash the time it
 /// stops being accepted.
 #[derive(Debug, Clone)]
 pub struct KeyGrant {
@@ -172,11 +172,12 @@ pub struct RouteMatch<'s> {
     pub route: &'s Arc<RouteSpec>,
     /// Captured path parameters, percent-encoding kept as sent.
     pub params: Vec<(String, String)>,
-    /// Path as the function knows it: the `/gw/{tenant}` prefix removed.
+    /// Path the function receives: the request path without the
+    /// `/gw/{tenant}` prefix.
     pub upstream_path: String,
 }
 
-/// Why a request matched no route.
+/// Reason a request matched no route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MatchError {
     /// No route has this path.

@@ -29,7 +29,7 @@ use crate::secret::redact_query;
 /// Headers a browser may send on a CORS request to a route.
 const CORS_ALLOWED_HEADERS: &str = "X-Api-Key, Authorization, Content-Type, X-Request-Id";
 
-/// What the access log and metrics record about one request.
+/// Facts about one request, for the access log and metrics.
 #[derive(Default)]
 struct Outcome {
     route: Option<Arc<RouteSpec>>,
@@ -40,8 +40,8 @@ struct Outcome {
     upstream_seconds: Option<f64>,
 }
 
-/// Answers one request. Never panics on client input: every failure is a
-/// [`Denial`] with its own status.
+/// Handles one request. Client input never causes a panic, because every
+/// failure is a [`Denial`] with its own status.
 pub async fn handle(
     gateway: Arc<Gateway>,
     request: Request<Incoming>,
@@ -123,7 +123,7 @@ async fn run(
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
 
-    // 1. Route match. A preflight is matched by the method it asks about.
+    // 1. Route match. A preflight is matched by its requested method.
     let match_method = if is_preflight {
         requested_method(request.headers())?
     } else {
@@ -144,7 +144,7 @@ async fn run(
             .and_then(|o| HeaderValue::from_str(o).ok());
     }
 
-    // 2. CORS preflight, answered without credentials.
+    // 2. CORS preflight, handled without credentials.
     if is_preflight && route.cors.is_some() {
         return Ok(preflight(&route, &match_method));
     }

@@ -1,5 +1,5 @@
 //! `portcullis demo-function`: a small function server for the quickstart
-//! and end-to-end tests. It answers both event formats:
+//! and end-to-end tests. It serves both event formats:
 //!
 //! - `http`: any request is answered with a JSON echo of what arrived
 //!   (method, path, query, headers, principal), so a test can see exactly
@@ -30,7 +30,7 @@ pub struct DemoArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
-    /// Name reported in every answer, to tell several functions apart.
+    /// Name reported in every response, to tell several functions apart.
     #[arg(long, default_value = "demo")]
     name: String,
 }

@@ -60,7 +60,7 @@ impl ConfigDirectory {
         }
     }
 
-    /// Re-reads the files whose stamp changed and forgets removed files.
+    /// Re-reads the files whose stamp changed and drops removed files.
     pub fn scan(&mut self) -> Scan {
         let mut scan = Scan {
             changed: false,
@@ -124,7 +124,7 @@ impl ConfigDirectory {
         scan
     }
 
-    /// Every object currently loaded.
+    /// Collects every loaded object as compile input.
     pub fn resources(&self) -> Resources {
         let mut resources = Resources::default();
         for object in self.files.values().flat_map(|f| f.objects.iter()) {

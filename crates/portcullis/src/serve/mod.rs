@@ -42,7 +42,7 @@ pub struct ServeArgs {
     admin_listen: SocketAddr,
     /// File of bearer sessions, one per line:
     /// `sha256:<hex of the token> <user> <tenant>[,<tenant>...]`. Without
-    /// it, bearer routes and the session fallback answer 503.
+    /// it, bearer routes and the session fallback return 503.
     #[arg(long, value_name = "FILE")]
     session_tokens: Option<PathBuf>,
     /// Comma-separated CIDRs of proxies whose X-Forwarded-For is trusted.
