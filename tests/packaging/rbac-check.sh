@@ -77,11 +77,11 @@ for resource in gatewayroutes.portcullis.dev apikeys.portcullis.dev; do
 done
 expect yes "$controller" create tokenreviews.authentication.k8s.io
 expect yes "$controller" create subjectaccessreviews.authorization.k8s.io
-for resource in events events.events.k8s.io; do
-  expect yes "$controller" create "$resource" --namespace=tenant-a
-  expect yes "$controller" patch "$resource" --namespace=tenant-a
-  expect no "$controller" delete "$resource" --namespace=tenant-a
-done
+# kube-runtime's event recorder writes events.k8s.io/v1 Events only.
+expect yes "$controller" create events.events.k8s.io --namespace=tenant-a
+expect yes "$controller" patch events.events.k8s.io --namespace=tenant-a
+expect no "$controller" delete events.events.k8s.io --namespace=tenant-a
+expect no "$controller" create events --namespace=tenant-a
 expect yes "$controller" create leases.coordination.k8s.io --namespace=portcullis-system
 for verb in get update; do
   expect yes "$controller" "$verb" leases.coordination.k8s.io/portcullis-leader --namespace=portcullis-system
@@ -111,8 +111,8 @@ for resource in gatewayroutes.portcullis.dev apikeys.portcullis.dev services end
 done
 expect yes "$scoped" patch gatewayroutes.portcullis.dev --subresource=status --namespace=team-a
 expect no "$scoped" patch gatewayroutes.portcullis.dev --subresource=status --namespace=team-b
-expect yes "$scoped" create events --namespace=team-a
-expect no "$scoped" create events --namespace=team-b
+expect yes "$scoped" create events.events.k8s.io --namespace=team-a
+expect no "$scoped" create events.events.k8s.io --namespace=team-b
 expect yes "$scoped" create tokenreviews.authentication.k8s.io
 expect yes "$scoped" create subjectaccessreviews.authorization.k8s.io
 expect yes "$scoped" update leases.coordination.k8s.io/portcullis-leader --namespace="$scoped_namespace"
