@@ -5,9 +5,10 @@
 #
 # Needs docker, kind, kubectl, helm and cargo. The script creates a kind
 # cluster, builds the image from the repository's Dockerfile and loads it into
-# the cluster. It installs the chart and deploys the demo functions `echo` and
-# `events` into each test namespace. Then it port-forwards the gateway Service
-# to 127.0.0.1 and runs `cargo test -p portcullis-e2e` in cluster mode.
+# the cluster, and installs the chart. Then it port-forwards the gateway
+# Service to 127.0.0.1 and runs `cargo test -p portcullis-e2e` in cluster
+# mode. Each test creates its own namespace, deploys the demo functions `echo`
+# and `events` of demo-functions.yaml into it, and deletes it at the end.
 #
 # On exit it stops the port-forward and deletes the cluster, unless --keep is
 # given; then the cluster stays for inspection and the script prints how to
@@ -18,8 +19,6 @@
 #   KIND_CLUSTER_NAME  cluster name (default: portcullis-e2e)
 #   KIND_NODE_IMAGE    node image for `kind create cluster --image`
 #                      (default: the one of the installed kind)
-#   E2E_NAMESPACES     space-separated namespaces that get the demo functions
-#                      (default: "e2e-a e2e-b")
 #   HELM               helm binary (default: helm on PATH)
 set -euo pipefail
 
@@ -46,11 +45,9 @@ readonly CLUSTER_NAME=${KIND_CLUSTER_NAME:-portcullis-e2e}
 readonly IMAGE=portcullis:e2e
 readonly RELEASE=portcullis
 readonly RELEASE_NAMESPACE=portcullis-system
-read -r -a test_namespaces <<<"${E2E_NAMESPACES:-e2e-a e2e-b}"
 helm_bin=${HELM:-helm}
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-script_dir="$repo_root/tests/e2e/kind"
 
 for tool in docker kind kubectl "$helm_bin" cargo; do
   if ! command -v "$tool" >/dev/null; then
@@ -118,7 +115,7 @@ docker build --tag "$IMAGE" "$repo_root"
 log "Loading $IMAGE into the cluster nodes"
 kind load docker-image "$IMAGE" --name "$CLUSTER_NAME"
 
-# --- Gateway and demo functions --------------------------------------------------
+# --- Gateway ---------------------------------------------------------------------
 
 # The CRDs come from the chart's crds/ directory, which Helm applies on the
 # first install only; applying them here keeps a reused cluster current.
@@ -131,18 +128,8 @@ kubectl apply -f "$repo_root/charts/portcullis/crds/crds.yaml"
   --set image.pullPolicy=IfNotPresent \
   --set logFormat=text
 
-for namespace in "${test_namespaces[@]}"; do
-  log "Deploying the demo functions into $namespace"
-  kubectl create namespace "$namespace" --dry-run=client --output=yaml | kubectl apply -f -
-  kubectl apply --namespace "$namespace" -f "$script_dir/demo-functions.yaml"
-done
-
-log "Waiting for the rollouts"
+log "Waiting for the rollout"
 kubectl --namespace "$RELEASE_NAMESPACE" rollout status "deployment/$RELEASE" --timeout=300s
-for namespace in "${test_namespaces[@]}"; do
-  kubectl --namespace "$namespace" rollout status deployment/echo --timeout=180s
-  kubectl --namespace "$namespace" rollout status deployment/events --timeout=180s
-done
 
 # --- Port-forward ------------------------------------------------------------------
 
@@ -178,6 +165,7 @@ log "Gateway at http://127.0.0.1:$local_port"
 log "Running the end-to-end suite"
 cd "$repo_root"
 PORTCULLIS_E2E_MODE=cluster \
+  PORTCULLIS_E2E_KUBECONFIG="$KUBECONFIG" \
   PORTCULLIS_E2E_GATEWAY="http://127.0.0.1:$local_port" \
   PORTCULLIS_E2E_REQUIRED=1 \
   cargo test -p portcullis-e2e -- --test-threads 4
