@@ -115,8 +115,8 @@ pub struct RotateArgs {
     pub(crate) name: String,
 
     /// Keep accepting the old key for this long (for example 10m or 24h), so
-    /// clients can switch without downtime. Without it the old key stops
-    /// working at once.
+    /// clients can switch without downtime. Without it the old key, and any
+    /// key still in an earlier grace period, stops working at once.
     #[arg(long, value_name = "DURATION", value_parser = parse_grace)]
     pub(crate) grace: Option<Duration>,
 

@@ -93,7 +93,10 @@ pub async fn rotate_key(args: RotateArgs) -> anyhow::Result<()> {
             "{old} is accepted until {}; move clients to the new key before then.",
             format_time(until)
         ),
-        None => eprintln!("{old} stops working as soon as the gateway applies the change."),
+        None => eprintln!(
+            "{old} and any earlier key still in a grace period stop working as soon as the \
+             gateway applies the change."
+        ),
     }
     if summary.pruned > 0 {
         eprintln!("Removed {} expired previous key hash(es).", summary.pruned);

@@ -40,11 +40,13 @@ pub fn prune_expired(spec: &mut ApiKeySpec, now: DateTime<Utc>) -> usize {
 
 /// Replaces the spec's key hash with `new_hash`.
 ///
-/// Without `grace` the old hash is dropped, so the old key stops working as
-/// soon as the data plane applies the change. With `grace` the old hash is
-/// appended to `previousKeyHashes` with `expiresAt = now + grace`. Previous
-/// hashes kept by earlier rotations stay until their own `expiresAt`. On
-/// error the spec is left unchanged.
+/// Without `grace` every earlier hash is dropped, the ones still in a grace
+/// period included, so only the new key works as soon as the data plane
+/// applies the change. With `grace` the old hash is appended to
+/// `previousKeyHashes` with `expiresAt = now + grace`, and hashes kept by
+/// earlier rotations stay until their own `expiresAt`. A revoked key cannot
+/// keep its old hash, because reactivating it would bring the old key back.
+/// On error the spec is left unchanged.
 pub fn rotate(
     spec: &mut ApiKeySpec,
     new_hash: KeyHash,
@@ -72,7 +74,17 @@ fn rotate_in_place(
         .retain(|entry| entry.hash != new_hash_text && entry.hash != old_hash_text);
 
     let mut old_accepted_until = None;
+    if grace.is_none() {
+        spec.previous_key_hashes.clear();
+    }
     if let Some(grace) = grace {
+        if !spec.active {
+            return Err(
+                "the ApiKey is revoked (active: false), so its old key cannot be kept for a \
+                 grace period; rotate without --grace"
+                    .to_owned(),
+            );
+        }
         let until = add_duration(now, grace).map_err(|e| format!("--grace: {e}"))?;
         if KeyHash::parse(&old_hash_text).is_err() {
             return Err(
@@ -166,17 +178,54 @@ mod tests {
     }
 
     #[test]
-    fn rotate_keeps_unexpired_previous_hashes() {
+    fn rotate_without_grace_drops_grace_hashes() {
         let mut spec = spec_with_hash(b"second");
         spec.previous_key_hashes = vec![previous(b"first", "2030-01-01T13:00:00Z")];
 
         let summary = rotate(&mut spec, KeyHash::of_key(b"third"), None, noon()).unwrap();
 
+        assert!(spec.previous_key_hashes.is_empty());
+        assert_eq!(summary.previous_remaining, 0);
+    }
+
+    #[test]
+    fn rotate_with_grace_keeps_unexpired_hashes() {
+        let mut spec = spec_with_hash(b"second");
+        spec.previous_key_hashes = vec![previous(b"first", "2030-01-01T13:00:00Z")];
+
+        rotate(
+            &mut spec,
+            KeyHash::of_key(b"third"),
+            Some(Duration::from_secs(60)),
+            noon(),
+        )
+        .unwrap();
+
         assert_eq!(
             spec.previous_key_hashes,
-            vec![previous(b"first", "2030-01-01T13:00:00Z")]
+            vec![
+                previous(b"first", "2030-01-01T13:00:00Z"),
+                previous(b"second", "2030-01-01T12:01:00Z"),
+            ]
         );
-        assert_eq!(summary.pruned, 0);
+    }
+
+    #[test]
+    fn rotate_revoked_key_rejects_grace() {
+        let mut spec = spec_with_hash(b"current");
+        spec.active = false;
+        let original = spec.clone();
+
+        let error = rotate(
+            &mut spec,
+            KeyHash::of_key(b"next"),
+            Some(Duration::from_secs(60)),
+            noon(),
+        )
+        .unwrap_err();
+
+        assert!(error.contains("revoked"), "{error}");
+        assert_eq!(spec, original);
     }
 
     #[test]
@@ -255,7 +304,7 @@ mod tests {
 
         let summary = rotate(&mut spec, KeyHash::of_key(b"next"), None, noon()).unwrap();
 
-        assert_eq!(summary.previous_remaining, MAX_PREVIOUS_KEY_HASHES);
+        assert_eq!(summary.previous_remaining, 0);
     }
 
     #[test]

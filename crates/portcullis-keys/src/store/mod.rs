@@ -20,7 +20,8 @@ pub enum StoreError {
     /// The named ApiKey does not exist.
     #[error(
         "ApiKey {name:?} not found in namespace {namespace:?} of {location}; \
-         check the name and -n/--namespace, or create it with `portcullis key create {name}`"
+         check the name and -n/--namespace (`portcullis key list` with the same flags shows \
+         the existing keys)"
     )]
     NotFound {
         /// Name of the ApiKey.
@@ -34,7 +35,8 @@ pub enum StoreError {
     /// An ApiKey with that name already exists.
     #[error(
         "ApiKey {name:?} already exists in namespace {namespace:?} of {location}; \
-         use `portcullis key rotate {name}` to give it a new key"
+         to give it a new key, run `portcullis key rotate {name}` with the same -n and \
+         --config or --context flags"
     )]
     AlreadyExists {
         /// Name of the ApiKey.
