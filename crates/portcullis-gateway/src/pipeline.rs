@@ -32,6 +32,8 @@ const CORS_ALLOWED_HEADERS: &str = "X-Api-Key, Authorization, Content-Type, X-Re
 /// Facts about one request, for the access log and metrics.
 #[derive(Default)]
 struct Outcome {
+    /// Set when the gateway itself produced a successful response.
+    answered_by_gateway: Option<&'static str>,
     route: Option<Arc<RouteSpec>>,
     principal: Option<Principal>,
     auth_result: Option<&'static str>,
@@ -65,7 +67,7 @@ pub async fn handle(
     )
     .await;
     let (mut response, label) = match result {
-        Ok(response) => (response, "forwarded"),
+        Ok(response) => (response, outcome.answered_by_gateway.unwrap_or("forwarded")),
         Err(denial) => {
             let label = denial.label();
             if denial.before_invoke() {
@@ -146,6 +148,7 @@ async fn run(
 
     // 2. CORS preflight, handled without credentials.
     if is_preflight && route.cors.is_some() {
+        outcome.answered_by_gateway = Some("preflight");
         return Ok(preflight(&route, &match_method));
     }
 

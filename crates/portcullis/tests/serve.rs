@@ -439,6 +439,7 @@ async fn cors_preflight_is_answered_without_credentials() {
         .await
         .unwrap();
     assert_eq!(preflight.status(), 204);
+    assert!(!preflight.headers().contains_key("www-authenticate"));
     assert_eq!(
         preflight.headers()["access-control-allow-origin"],
         "https://app.example"

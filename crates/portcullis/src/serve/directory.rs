@@ -30,20 +30,18 @@ struct FileState {
     stamp: Stamp,
     objects: Vec<Object>,
     problems: Vec<Problem>,
-}
-
-/// A file that could not be read or parsed; its last good content is kept.
-pub struct FileError {
-    pub path: PathBuf,
-    pub message: String,
+    /// Why the current content could not be used, while `objects` holds
+    /// the last good version.
+    error: Option<String>,
 }
 
 /// Result of one rescan.
 pub struct Scan {
     /// True when any file's objects changed.
     pub changed: bool,
-    /// Files that failed this time (each reported once per change).
-    pub file_errors: Vec<FileError>,
+    /// Files or folders that failed this time. A broken file counts once
+    /// per change of its content, not on every poll.
+    pub failures: usize,
 }
 
 /// The state of one config directory.
@@ -64,10 +62,10 @@ impl ConfigDirectory {
     pub fn scan(&mut self) -> Scan {
         let mut scan = Scan {
             changed: false,
-            file_errors: Vec::new(),
+            failures: 0,
         };
         let mut present = Vec::new();
-        collect_yaml_files(&self.root, &mut present, &mut scan.file_errors);
+        scan.failures += collect_yaml_files(&self.root, &mut present);
 
         let before = self.files.len();
         self.files
@@ -89,6 +87,7 @@ impl ConfigDirectory {
                             stamp,
                             objects,
                             problems,
+                            error: None,
                         },
                     );
                     scan.changed = true;
@@ -99,25 +98,19 @@ impl ConfigDirectory {
                     } else {
                         "; the file is ignored until it is fixed"
                     };
-                    scan.file_errors.push(FileError {
-                        path: path.clone(),
-                        message: format!("{message}{kept}"),
-                    });
+                    let message = format!("{message}{kept}");
+                    scan.failures += 1;
                     // Remember the stamp so the same broken content is
                     // reported once, not on every poll.
-                    match self.files.get_mut(&path) {
-                        Some(state) => state.stamp = stamp,
-                        None => {
-                            self.files.insert(
-                                path,
-                                FileState {
-                                    stamp,
-                                    objects: Vec::new(),
-                                    problems: Vec::new(),
-                                },
-                            );
-                        }
-                    }
+                    let state = self.files.entry(path).or_insert_with(|| FileState {
+                        stamp,
+                        objects: Vec::new(),
+                        problems: Vec::new(),
+                        error: None,
+                    });
+                    state.stamp = stamp;
+                    state.error = Some(message);
+                    scan.changed = true;
                 }
             }
         }
@@ -137,26 +130,37 @@ impl ConfigDirectory {
         resources
     }
 
-    /// Documents that were skipped, as problems for the admin endpoint.
+    /// Files that do not parse and documents that were skipped, as
+    /// problems for the log and the admin endpoint.
     pub fn problems(&self) -> Vec<Problem> {
-        self.files
-            .values()
-            .flat_map(|f| f.problems.iter().cloned())
-            .collect()
+        let mut problems = Vec::new();
+        for (path, file) in &self.files {
+            if let Some(message) = &file.error {
+                problems.push(Problem {
+                    kind: "ConfigFile",
+                    namespace: String::new(),
+                    name: path.display().to_string(),
+                    reason: "InvalidFile".into(),
+                    message: message.clone(),
+                });
+            }
+            problems.extend(file.problems.iter().cloned());
+        }
+        problems
     }
 }
 
-fn collect_yaml_files(dir: &Path, out: &mut Vec<(PathBuf, Stamp)>, errors: &mut Vec<FileError>) {
+/// Collects the YAML files under `dir` and returns how many folders could
+/// not be listed (each is logged).
+fn collect_yaml_files(dir: &Path, out: &mut Vec<(PathBuf, Stamp)>) -> usize {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) => {
-            errors.push(FileError {
-                path: dir.to_owned(),
-                message: format!("cannot list directory: {error}"),
-            });
-            return;
+            tracing::error!(folder = %dir.display(), error = %error, "cannot list config folder; its files keep their last good version");
+            return 1;
         }
     };
+    let mut failures = 0;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
@@ -174,11 +178,12 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<(PathBuf, Stamp)>, errors: &mut 
             continue;
         };
         if metadata.is_dir() {
-            collect_yaml_files(&path, out, errors);
+            failures += collect_yaml_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             out.push((path, (metadata.modified().ok(), metadata.len())));
         }
     }
+    failures
 }
 
 /// Parses every document of a file. A YAML syntax error fails the whole

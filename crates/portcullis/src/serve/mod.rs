@@ -157,13 +157,13 @@ async fn watch_loop(
 /// changed (always on the first call).
 fn reload(gateway: &Gateway, directory: &mut ConfigDirectory, first: bool) {
     let scan = directory.scan();
-    for failure in &scan.file_errors {
-        tracing::error!(file = %failure.path.display(), "{}", failure.message);
+    // Broken files are logged once by `Gateway::apply`, as problems.
+    if scan.failures > 0 {
         gateway
             .metrics
             .watch_errors_total
             .with_label_values(&["ConfigFile"])
-            .inc();
+            .inc_by(scan.failures as u64);
     }
     if !scan.changed && !first {
         return;
