@@ -162,9 +162,21 @@ impl Controller {
     ///
     /// # Panics
     ///
-    /// Panics after `timeout` with the watch error counts from `/metrics`
-    /// and the path of the log.
+    /// Panics after `timeout` with the message of
+    /// [`Controller::try_wait_ready`].
     pub async fn wait_ready(&self, timeout: Duration) {
+        if let Err(message) = self.try_wait_ready(timeout).await {
+            panic!("{message}");
+        }
+    }
+
+    /// Waits until `/readyz` returns 200.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message with the watch error counts from `/metrics` and the
+    /// path of the log after `timeout`.
+    pub async fn try_wait_ready(&self, timeout: Duration) -> Result<(), String> {
         let http = client();
         let readyz = Call::new(&http, "GET", format!("{}/readyz", self.admin));
         let started = Instant::now();
@@ -174,17 +186,17 @@ impl Controller {
                 .await
                 .is_ok_and(|reply| reply.status == 200)
             {
-                return;
+                return Ok(());
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
         let errors = self.watch_errors().await;
-        panic!(
+        Err(format!(
             "{} did not become ready within {} s; watch errors by kind: {errors}; log: {}",
             self.name,
             timeout.as_secs(),
             self.log().display()
-        );
+        ))
     }
 
     /// Returns the `portcullis_watch_errors_total` samples, for failure

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::access::token_of;
 use crate::credential::Credential;
 use crate::http::{Call, client};
+use crate::kubectl::{Kubectl, KubectlOutput};
 use crate::local::LocalGateway;
 use crate::settings::workspace_root;
 use crate::suite::Suite;
@@ -42,8 +43,18 @@ pub struct SessionUser {
 impl Scenario {
     /// Sets up the run if needed, then creates a namespace named
     /// `e2e-<prefix>-<run id>` with the Services `echo` and `events` of the
-    /// demo functions. Returns `None` when the suite is skipped.
+    /// demo functions, and waits until the gateway serves. Returns `None`
+    /// when the suite is skipped.
     pub async fn start(prefix: &str) -> Option<Scenario> {
+        let scenario = Scenario::start_without_traffic(prefix).await?;
+        scenario.deploy_functions().await;
+        scenario.suite.wait_gateway_ready().await;
+        Some(scenario)
+    }
+
+    /// Like [`Scenario::start`], for tests that only talk to the API
+    /// server: no functions, and no wait for the gateway.
+    pub async fn start_without_traffic(prefix: &str) -> Option<Scenario> {
         let suite = Suite::get().await?;
         let mut scenario = Scenario {
             namespace: String::new(),
@@ -52,7 +63,6 @@ impl Scenario {
             namespaces: Vec::new(),
         };
         scenario.namespace = scenario.create_namespace(prefix).await;
-        scenario.deploy_functions().await;
         Some(scenario)
     }
 
@@ -149,24 +159,13 @@ impl Scenario {
         self.suite.kubectl.apply(yaml).await;
     }
 
-    /// Runs `kubectl apply -f -` with `yaml`, expecting the API server to
-    /// reject it, and returns kubectl's error output.
-    ///
-    /// # Panics
-    ///
-    /// Panics when the object is accepted.
-    pub async fn apply_rejected(&self, yaml: &str) -> String {
-        let output = self
-            .suite
+    /// Runs `kubectl apply -f -` with `yaml` and returns kubectl's output,
+    /// for objects that the API server may reject.
+    pub async fn try_apply(&self, yaml: &str) -> KubectlOutput {
+        self.suite
             .kubectl
             .run(&["apply", "-f", "-"], Some(yaml))
-            .await;
-        assert!(
-            !output.success,
-            "the API server accepted an invalid object: {}\n{yaml}",
-            output.stdout.trim()
-        );
-        output.stderr
+            .await
     }
 
     /// Runs `kubectl patch <kind> <name> --type merge -p <patch>` in the
@@ -331,8 +330,7 @@ impl Scenario {
         self.suite
             .access
             .write_kubeconfig(&kubeconfig, &user.token, None);
-        let kubectl =
-            crate::kubectl::Kubectl::new(&kubeconfig, &self.suite.work_dir.join("kubectl-cache"));
+        let kubectl = Kubectl::new(&kubeconfig, &self.suite.work_dir.join("kubectl-cache"));
         let condition = format!("{} to be allowed to {verb} {resource}", user.principal);
         eventually(PROPAGATION_TIMEOUT, &condition, || async {
             let output = kubectl

@@ -28,6 +28,8 @@ pub struct Suite {
     pub run_id: String,
     /// Local processes, in local mode.
     pub local: Option<LocalGateway>,
+    /// Outcome of waiting for the shared controller's first full sync.
+    first_sync: OnceCell<Result<(), String>>,
 }
 
 /// Outcome of the shared set-up.
@@ -121,7 +123,29 @@ impl Suite {
             work_dir,
             run_id,
             local,
+            first_sync: OnceCell::new(),
         })
+    }
+
+    /// Waits until the shared controller of local mode has completed its
+    /// first full sync. Only the first caller waits; later callers get the
+    /// same outcome. In cluster mode, `tests/e2e/kind/run.sh` has already
+    /// waited for the chart's readiness probe.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the controller did not become ready.
+    pub async fn wait_gateway_ready(&self) {
+        let Some(local) = &self.local else {
+            return;
+        };
+        let outcome = self
+            .first_sync
+            .get_or_init(|| local.controller.try_wait_ready(FIRST_SYNC_TIMEOUT))
+            .await;
+        if let Err(message) = outcome {
+            panic!("the shared controller is not serving: {message}");
+        }
     }
 
     /// Returns the base URL of the gateway under test.
@@ -173,7 +197,6 @@ async fn set_up_local(
     // `portcullis-leader`, the default of --lease-name.
     let controller =
         Controller::start(&binary, &kubeconfig, "portcullis-e2e-shared", work_dir, &[]).await;
-    controller.wait_ready(FIRST_SYNC_TIMEOUT).await;
     println!(
         "local mode: {} as {CONTROLLER_USER} with the RBAC of {}, traffic {}, admin {}, logs in {}",
         binary.display(),

@@ -35,7 +35,7 @@ const INVALID_ROUTES: [(&str, &str, &[&str]); 5] = [
 
 #[tokio::test]
 async fn invalid_objects_rejected_at_admission() {
-    let Some(scenario) = Scenario::start("admission").await else {
+    let Some(scenario) = Scenario::start_without_traffic("admission").await else {
         return;
     };
     let ns = &scenario.namespace;
@@ -44,7 +44,13 @@ async fn invalid_objects_rejected_at_admission() {
         let yaml = format!(
             "apiVersion: portcullis.dev/v1alpha1\nkind: GatewayRoute\nmetadata:\n  name: invalid\n  namespace: {ns}\nspec:\n  {spec}\n  target: {{service: echo, port: 8080}}\n"
         );
-        let error = scenario.apply_rejected(&yaml).await;
+        let output = scenario.try_apply(&yaml).await;
+        assert!(
+            !output.success,
+            "{case}: the API server accepted the object: {}",
+            output.stdout.trim()
+        );
+        let error = output.stderr;
         for text in expected {
             assert!(
                 error.contains(text),
@@ -78,7 +84,13 @@ async fn invalid_objects_rejected_at_admission() {
         let yaml = format!(
             "apiVersion: portcullis.dev/v1alpha1\nkind: ApiKey\nmetadata:\n  name: invalid\n  namespace: {ns}\nspec:\n  {spec}\n"
         );
-        let error = scenario.apply_rejected(&yaml).await;
+        let output = scenario.try_apply(&yaml).await;
+        assert!(
+            !output.success,
+            "{case}: the API server accepted the object: {}",
+            output.stdout.trim()
+        );
+        let error = output.stderr;
         for text in expected {
             assert!(
                 error.contains(text),

@@ -77,7 +77,7 @@ const DENIED: &[&[&str]] = &[
 
 #[tokio::test]
 async fn chart_rbac_is_least_privilege() {
-    let Some(scenario) = Scenario::start("rbac").await else {
+    let Some(scenario) = Scenario::start_without_traffic("rbac").await else {
         return;
     };
     if !scenario.local_only("the token of the chart's ServiceAccount") {

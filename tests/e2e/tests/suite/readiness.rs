@@ -230,6 +230,26 @@ subjects:
             None,
         )
         .await;
+    kubectl
+        .ok(
+            &["delete", "clusterrole", NO_KEYS_ROLE, "--ignore-not-found"],
+            None,
+        )
+        .await;
+    let leader_binding = format!("{NO_KEYS_ROLE}-leader-election");
+    kubectl
+        .ok(
+            &[
+                "delete",
+                "rolebinding",
+                &leader_binding,
+                "-n",
+                SYSTEM_NAMESPACE,
+                "--ignore-not-found",
+            ],
+            None,
+        )
+        .await;
 }
 
 #[tokio::test]
