@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use crate::access::{CONTROLLER_USER, ClusterAccess, check_token_user, token_of};
+use crate::access::{CONTROLLER_USER, ClusterAccess, NO_KEYS_USER, check_token_user, token_of};
 use crate::kubectl::Kubectl;
 use crate::local::{Controller, DemoFunctions, LocalGateway, portcullis_binary};
 use crate::manifest::InstallManifest;
@@ -185,8 +185,10 @@ async fn set_up_local(
             None,
         )
         .await;
-    if let Err(message) = check_token_user(kubectl, CONTROLLER_USER).await {
-        panic!("{message}");
+    for user in [CONTROLLER_USER, NO_KEYS_USER, "alice", "bob"] {
+        if let Err(message) = check_token_user(kubectl, user).await {
+            panic!("{message}");
+        }
     }
 
     let binary = portcullis_binary();

@@ -80,21 +80,29 @@ async fn chart_rbac_is_least_privilege() {
     let Some(scenario) = Scenario::start_without_traffic("rbac").await else {
         return;
     };
-    if !scenario.local_only("the token of the chart's ServiceAccount") {
-        return;
-    }
     let suite = scenario.suite;
-    let kubeconfig = suite.scratch_path("rbac.kubeconfig");
-    suite
-        .access
-        .write_kubeconfig(&kubeconfig, &token_of(CONTROLLER_USER), None);
-    let controller = Kubectl::new(&kubeconfig, &suite.work_dir.join("kubectl-cache"));
+    // Local mode asks as the ServiceAccount's token user. Cluster mode asks
+    // as the admin impersonating the ServiceAccount that the chart created.
+    let (controller, impersonation) = if suite.local.is_some() {
+        let kubeconfig = suite.scratch_path("rbac.kubeconfig");
+        suite
+            .access
+            .write_kubeconfig(&kubeconfig, &token_of(CONTROLLER_USER), None);
+        let kubectl = Kubectl::new(&kubeconfig, &suite.work_dir.join("kubectl-cache"));
+        (kubectl, None)
+    } else {
+        (
+            suite.kubectl.clone(),
+            Some(format!("--as={CONTROLLER_USER}")),
+        )
+    };
 
     let mut wrong = Vec::new();
     for (expected, cases) in [("yes", ALLOWED), ("no", DENIED)] {
         for args in cases {
             let mut command = vec!["auth", "can-i"];
             command.extend_from_slice(args);
+            command.extend(impersonation.as_deref());
             let output = controller.run(&command, None).await;
             let verdict = output.stdout.trim();
             if verdict != expected {
