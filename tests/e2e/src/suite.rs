@@ -96,13 +96,10 @@ impl Suite {
             Mode::Local => {
                 // Local mode runs processes on this machine that reach the
                 // API server with test-only tokens, so it needs a local
-                // test API server.
-                if !access.is_loopback() {
-                    let reason = format!(
-                        "local mode needs a test API server on 127.0.0.1, but {} names {}; use cluster mode (tests/e2e/kind/run.sh) for other clusters",
-                        settings.kubeconfig.display(),
-                        access.server
-                    );
+                // test API server that knows those tokens. The checks come
+                // before anything is applied, so another cluster stays
+                // untouched.
+                if let Err(reason) = check_test_server(&settings, &kubectl, &access).await {
                     assert!(!required(), "{reason}");
                     return Err(reason);
                 }
@@ -163,8 +160,32 @@ impl Suite {
     }
 }
 
-/// Applies the CRDs and RBAC of the install manifest, checks the test
-/// users, and starts the demo functions and the shared controller.
+/// Checks that the API server listens on 127.0.0.1 and authenticates the
+/// token-file users of the tests.
+///
+/// # Errors
+///
+/// Returns the reason to skip local mode.
+async fn check_test_server(
+    settings: &Settings,
+    kubectl: &Kubectl,
+    access: &ClusterAccess,
+) -> Result<(), String> {
+    if !access.is_loopback() {
+        return Err(format!(
+            "local mode needs a test API server on 127.0.0.1, but {} names {}; use cluster mode (tests/e2e/kind/run.sh) for other clusters",
+            settings.kubeconfig.display(),
+            access.server
+        ));
+    }
+    for user in [CONTROLLER_USER, NO_KEYS_USER, "alice", "bob"] {
+        check_token_user(kubectl, user).await?;
+    }
+    Ok(())
+}
+
+/// Applies the CRDs and RBAC of the install manifest, and starts the demo
+/// functions and the shared controller.
 async fn set_up_local(
     settings: &Settings,
     kubectl: &Kubectl,
@@ -185,11 +206,6 @@ async fn set_up_local(
             None,
         )
         .await;
-    for user in [CONTROLLER_USER, NO_KEYS_USER, "alice", "bob"] {
-        if let Err(message) = check_token_user(kubectl, user).await {
-            panic!("{message}");
-        }
-    }
 
     let binary = portcullis_binary();
     let functions = DemoFunctions::start(&binary, work_dir).await;

@@ -81,7 +81,7 @@ async fn chart_rbac_is_least_privilege() {
         return;
     };
     let suite = scenario.suite;
-    // Local mode asks as the ServiceAccount's token user. Cluster mode asks
+    // Local mode checks as the ServiceAccount's token user. Cluster mode checks
     // as the admin impersonating the ServiceAccount that the chart created.
     let (controller, impersonation) = if suite.local.is_some() {
         let kubeconfig = suite.scratch_path("rbac.kubeconfig");
