@@ -61,7 +61,8 @@ log() {
 }
 
 # A kubeconfig of its own keeps the user's ~/.kube/config and current context
-# untouched. kubectl, helm and the test suite all read KUBECONFIG.
+# untouched. kubectl and helm read KUBECONFIG, and the suite gets the same file
+# as PORTCULLIS_E2E_KUBECONFIG.
 work_dir=$(mktemp -d)
 export KUBECONFIG="$work_dir/kubeconfig"
 created_cluster=false

@@ -96,7 +96,7 @@ impl Suite {
             Mode::Local => {
                 // Local mode runs processes on this machine that reach the
                 // API server with test-only tokens, so it needs a local
-                // test API server that knows those tokens. The checks come
+                // test API server that authenticates those tokens. The checks come
                 // before anything is applied, so another cluster stays
                 // untouched.
                 if let Err(reason) = check_test_server(&settings, &kubectl, &access).await {
