@@ -10,6 +10,9 @@ use crate::body::Body;
 pub enum Denial {
     /// No route for this host and path.
     NotFound,
+    /// No route matched, but the configuration has not been fully loaded
+    /// yet, so the route may simply not have arrived.
+    NotReady,
     /// The path exists with other methods.
     MethodNotAllowed {
         /// Value of the `Allow` header.
@@ -44,6 +47,7 @@ impl Denial {
     pub fn status(&self) -> StatusCode {
         match self {
             Denial::NotFound => StatusCode::NOT_FOUND,
+            Denial::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Denial::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Denial::BadRequest(_) => StatusCode::BAD_REQUEST,
             Denial::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
@@ -61,6 +65,7 @@ impl Denial {
     pub fn label(&self) -> &'static str {
         match self {
             Denial::NotFound => "not_found",
+            Denial::NotReady => "not_ready",
             Denial::MethodNotAllowed { .. } => "method_not_allowed",
             Denial::BadRequest(_) => "bad_request",
             Denial::Unauthenticated { .. } => "unauthenticated",
@@ -78,6 +83,9 @@ impl Denial {
     fn message(&self) -> String {
         match self {
             Denial::NotFound => "no route matches this host and path".into(),
+            Denial::NotReady => {
+                "the gateway is still loading its configuration; retry later".into()
+            }
             Denial::MethodNotAllowed { allow } => {
                 format!("method not allowed on this path; allowed: {allow}")
             }

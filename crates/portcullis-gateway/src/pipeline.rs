@@ -133,7 +133,12 @@ async fn run(
     };
     let matched = snapshot
         .resolve(host.as_deref(), request.uri().path(), &match_method)
-        .map_err(match_denial)?;
+        .map_err(|error| match error {
+            // Before the first full sync an unknown path may be a route that
+            // has not arrived yet: 503 tells the client to retry.
+            MatchError::NotFound if !snapshot.synced => Denial::NotReady,
+            other => match_denial(other),
+        })?;
     let route = matched.route.clone();
     outcome.route = Some(route.clone());
     if let Some(cors) = &route.cors {

@@ -307,20 +307,15 @@ async fn unreachable_api_server_not_ready() {
     assert_eq!(healthz.status, 200, "{healthz}");
 
     // The controller has never seen the routes, so it cannot tell a
-    // protected route from an unknown path; either way nothing may reach a
-    // function.
-    // NOTE: it returns 404 here (its snapshot has no routes yet). 503 would
-    // tell clients to retry; this test accepts both.
+    // protected route from an unknown path: 503 tells clients to retry, and
+    // nothing reaches a function.
     for path in ["/orders", "/health"] {
         let reply = scenario
             .call_url("GET", format!("{}/gw/{ns}{path}", controller.traffic))
             .api_key(&key)
             .send()
             .await;
-        assert!(
-            matches!(reply.status, 404 | 503),
-            "{path} before the first sync: {reply}"
-        );
+        assert!(reply.status == 503, "{path} before the first sync: {reply}");
         assert!(reply.json()["error"].is_string(), "{path}: {reply}");
         println!(
             "unreachable API server: {path} returns {} before the first sync",
