@@ -51,7 +51,7 @@ wait_for_status "$GATEWAY_PORT" /gw/default/bench 200 -H "X-Api-Key: $LOAD_KEY"
 
 # The load stops by itself after a generous bound, or earlier on SIGINT
 # once the probe is done.
-LOAD_SECONDS=$((ROUNDS * 5 + 30))
+LOAD_SECONDS=$((ROUNDS * 6 + 30))
 start_pinned "$CLIENT_CPUS" "$WORK_DIR/load.txt" wrk -t1 -c"$CONNECTIONS" -d"${LOAD_SECONDS}s" \
     -s "$REPO_ROOT/bench/status_count.lua" -H "X-Api-Key: $LOAD_KEY" \
     "http://127.0.0.1:$GATEWAY_PORT/gw/default/bench"

@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -94,7 +95,12 @@ def main() -> int:
         help="old-key requests sent after the first 401 of each round",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per wait")
-    parser.add_argument("--pause", type=float, default=0.35, help="seconds between rounds")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.3,
+        help="minimum seconds between rounds; up to 1 s of random jitter is added",
+    )
     args = parser.parse_args()
     if not 1 <= args.rounds <= 1000:
         parser.error("--rounds must be 1 to 1000")
@@ -129,7 +135,9 @@ def main() -> int:
                 server_errors += 1
 
         wait_until(client, key, 200, args.timeout)
-        time.sleep(args.pause)
+        # Random jitter keeps the writes from falling at one fixed phase of
+        # the gateway's periodic rescans.
+        time.sleep(args.pause + random.uniform(0.0, 1.0))
 
     milliseconds = [1000 * s for s in latencies]
     summary = {
