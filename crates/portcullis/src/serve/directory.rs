@@ -15,7 +15,7 @@ use portcullis_compile::{Problem, Resources};
 use serde::Deserialize;
 
 /// Objects a config directory may hold.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Object {
     Route(Box<GatewayRoute>),
     Key(Box<ApiKey>),
