@@ -72,12 +72,13 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Waits until GET http://127.0.0.1:PORT/PATH answers STATUS, for at most
-# 15 seconds. Extra arguments are passed to curl (for example headers).
+# Waits until GET http://127.0.0.1:PORT/PATH returns STATUS, for at most
+# WAIT_SECONDS (default 15). Extra arguments are passed to curl (for
+# example headers).
 wait_for_status() {
     local port="$1" path="$2" expected="$3"
     shift 3
-    local deadline=$((SECONDS + 15)) status
+    local deadline=$((SECONDS + ${WAIT_SECONDS:-15})) status
     while ((SECONDS < deadline)); do
         status="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$@" "http://127.0.0.1:$port$path" || true)"
         if [[ "$status" == "$expected" ]]; then
@@ -85,7 +86,7 @@ wait_for_status() {
         fi
         sleep 0.1
     done
-    die "http://127.0.0.1:$port$path answered $status, expected $expected"
+    die "GET http://127.0.0.1:$port$path returned $status, expected $expected"
 }
 
 # Prints the status of one GET, with extra curl arguments.
@@ -133,8 +134,8 @@ nginx_temp_paths() {
 EOF
 }
 
-# Starts the upstream: nginx answering every request with 200 and a 3-byte
-# body, pinned to CLIENT_CPUS. Sets UPSTREAM_PORT.
+# Starts the upstream: nginx returning 200 and a 3-byte body for every
+# request, pinned to CLIENT_CPUS. Sets UPSTREAM_PORT.
 start_upstream() {
     UPSTREAM_PORT="$(free_port)"
     local prefix="$WORK_DIR/upstream"
@@ -203,6 +204,35 @@ $(nginx_temp_paths "$prefix")
 EOF
         printf '%s\n' "$@"
     } >"$prefix/nginx.conf"
+}
+
+# Writes the HAProxy configuration of the HAProxy row of bench/run.sh into
+# FILE: an ACL on the X-Api-Key header, 401 otherwise, server-side
+# connection reuse and no access log (HAProxy logs only to syslog).
+write_haproxy_config() {
+    local file="$1" port="$2" key="$3"
+    cat >"$file" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend bench
+    bind 127.0.0.1:$port
+    acl known_key req.hdr(x-api-key) -m str $key
+    http-request return status 401 content-type application/json string '{"error":"missing or invalid API key"}' hdr WWW-Authenticate 'ApiKey realm="bench"' unless known_key
+    http-request del-header x-api-key
+    http-request set-path /bench
+    default_backend up
+backend up
+    http-reuse always
+    server up1 127.0.0.1:$UPSTREAM_PORT
+EOF
+    haproxy -c -q -f "$file" || die "HAProxy rejected $file"
 }
 
 # Prints a new random key: 32 bytes, base64url without padding.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Instruction profile of the request path. Portcullis (with and without the
-# access log) and the nginx row of bench/run.sh each run under valgrind's
-# callgrind while wrk sends a bounded keep-alive load with a valid key.
+# access log) and the nginx and HAProxy rows of bench/run.sh each run under
+# valgrind's callgrind while wrk sends a bounded keep-alive load with a
+# valid key.
 # Prints instructions per request for each, and the hottest functions of
 # Portcullis with callgrind_annotate. Callgrind counts instructions, so the
-# result does not depend on what else the machine is doing; under valgrind a
-# server runs about 50 times slower, so latency here means nothing.
+# result does not depend on what else the machine is doing. Under valgrind a
+# server runs about 50 times slower, so its latency here means nothing.
 #
 # Usage: bench/profile.sh [--seconds N] [--skip-build]
 #
@@ -46,7 +47,7 @@ write_api_key "$CONFIG_DIR/key-bench.yaml" bench "$KEY"
 
 # Runs SERVER_COMMAND under callgrind with instrumentation switched on only
 # for the load, then prints instructions per request. READY_PORT and
-# READY_PATH name a readiness URL that must answer 200, or are `-`. Leading
+# READY_PATH name a readiness URL that must return 200, or are `-`. Leading
 # NAME=VALUE arguments are set in the environment of valgrind, which does
 # not follow the exec of `env`.
 # Usage: profile NAME PORT READY_PORT READY_PATH -- [NAME=VALUE...] COMMAND...
@@ -96,6 +97,10 @@ port="$(free_port)"
 write_nginx_proxy_config "$WORK_DIR/nginx" "$port" "$KEY" "master_process off;"
 profile nginx "$port" - - -- \
     nginx -p "$WORK_DIR/nginx" -c "$WORK_DIR/nginx/nginx.conf" -e "$WORK_DIR/nginx/error.log"
+
+port="$(free_port)"
+write_haproxy_config "$WORK_DIR/haproxy.cfg" "$port" "$KEY"
+profile haproxy "$port" - - -- haproxy -db -f "$WORK_DIR/haproxy.cfg"
 
 echo
 echo "== Portcullis, exclusive instructions"

@@ -3,7 +3,7 @@
 
 Each round writes a new hash into the ApiKey file (temporary file, then an
 atomic rename) and polls the gateway with the old key on one keep-alive
-connection until it is answered 401. The time from the rename to that 401 is
+connection until a request returns 401. The time from the rename to that 401 is
 the rotation latency. The probe then keeps sending the old key for
 `--after-requests` requests and counts any that succeed, and waits until the
 new key is accepted before the next round. Only the Python standard library
@@ -66,12 +66,12 @@ class Client:
 
 
 def wait_until(client: Client, key: str, expected: int, timeout: float) -> float:
-    """Poll until `key` is answered `expected`; return the seconds it took."""
+    """Poll with `key` until a request returns `expected`, and return the seconds taken."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if client.status(key) == expected:
             return time.monotonic() - started
-    raise RuntimeError(f"key was not answered {expected} within {timeout} s")
+    raise RuntimeError(f"no request returned {expected} within {timeout} s")
 
 
 def percentile(values: list, fraction: float) -> float:
@@ -125,7 +125,7 @@ def main() -> int:
                 latencies.append(time.monotonic() - started)
                 break
             if time.monotonic() - started > args.timeout:
-                raise RuntimeError(f"old key still answered {status} after {args.timeout} s")
+                raise RuntimeError(f"the old key still returned {status} after {args.timeout} s")
 
         for _ in range(args.after_requests):
             status = client.status(old_key)

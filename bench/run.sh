@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Load benchmark: Portcullis next to nginx and HAProxy doing the same API-key
 # check, all proxying to one nginx upstream, with the same keep-alive wrk
-# load. Prints a Markdown table of requests per second and latency
-# percentiles, and the ratios between the rows.
+# load. Prints Markdown tables of requests per second and latency
+# percentiles, at CONNECTIONS connections and at one connection, and the
+# ratios between the rows.
 #
 # Usage: bench/run.sh [--duration SECONDS] [--connections N] [--skip-build]
 #
 # Pinning (see docs/benchmarks.md): the server under test runs on
-# PROXY_CPUS (default 0) with one worker (tokio worker thread, nginx
-# worker process, HAProxy thread); wrk and the upstream share CLIENT_CPUS
-# (default 1). Everything listens on 127.0.0.1 and is stopped on exit.
+# PROXY_CPUS (default 0) with one worker, which is one tokio worker thread,
+# one nginx worker process or one HAProxy thread. wrk and the upstream share
+# CLIENT_CPUS (default 1). Everything listens on 127.0.0.1 and is stopped on
+# exit.
 
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -23,7 +25,7 @@ while (($#)); do
         --duration) DURATION="$2"; shift 2 ;;
         --connections) CONNECTIONS="$2"; shift 2 ;;
         --skip-build) BUILD=0; shift ;;
-        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -43,15 +45,24 @@ make_work_dir
 KEY="$(new_key)"
 declare -A RESULTS
 
-# Runs wrk against one URL: a warm-up, then the measured run. Stores the
-# RESULT line of bench/report.lua under NAME.
+# Runs wrk against one URL: a warm-up, then a measured run with
+# CONNECTIONS connections (stored under NAME) and one with a single
+# connection (stored under NAME_single), which shows the latency of one
+# request without queueing.
 load() {
     local name="$1" url="$2"
     shift 2
     log "load: $name ($url)"
     taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "$@" "$url" >/dev/null
+    measure "$name" "$CONNECTIONS" "$url" "$@"
+    measure "${name}_single" 1 "$url" "$@"
+}
+
+measure() {
+    local name="$1" connections="$2" url="$3"
+    shift 3
     local output
-    output="$(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+    output="$(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$connections" -d"${DURATION}s" --latency \
         -s "$REPO_ROOT/bench/report.lua" "$@" "$url")"
     printf '%s\n' "$output" >"$WORK_DIR/wrk-$name.txt"
     RESULTS[$name]="$(grep '^RESULT ' <<<"$output")" || die "wrk printed no result for $name"
@@ -67,7 +78,7 @@ expect_status() {
     shift 3
     local status
     status="$(http_status "$port" "$path" "$@")"
-    [[ "$status" == "$expected" ]] || die "127.0.0.1:$port$path answered $status, expected $expected"
+    [[ "$status" == "$expected" ]] || die "GET 127.0.0.1:$port$path returned $status, expected $expected"
 }
 
 start_upstream
@@ -103,31 +114,9 @@ expect_status 401 "$NGINX_PORT" /gw/default/bench
 load nginx "http://127.0.0.1:$NGINX_PORT/gw/default/bench" -H "X-Api-Key: $KEY"
 stop_pid "$NGINX_PID"
 
-# (d) HAProxy: an ACL on the X-Api-Key header, 401 otherwise, server-side
-# connection reuse, no access log (HAProxy logs only to syslog).
+# (d) HAProxy doing the same check (see write_haproxy_config in lib.sh).
 HAPROXY_PORT="$(free_port)"
-cat >"$WORK_DIR/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-frontend bench
-    bind 127.0.0.1:$HAPROXY_PORT
-    acl known_key req.hdr(x-api-key) -m str $KEY
-    http-request return status 401 content-type application/json string '{"error":"missing or invalid API key"}' hdr WWW-Authenticate 'ApiKey realm="bench"' unless known_key
-    http-request del-header x-api-key
-    http-request set-path /bench
-    default_backend up
-backend up
-    http-reuse always
-    server up1 127.0.0.1:$UPSTREAM_PORT
-EOF
-haproxy -c -q -f "$WORK_DIR/haproxy.cfg" || die "HAProxy rejected $WORK_DIR/haproxy.cfg"
+write_haproxy_config "$WORK_DIR/haproxy.cfg" "$HAPROXY_PORT" "$KEY"
 start_pinned "$PROXY_CPUS" "$WORK_DIR/haproxy.log" haproxy -db -f "$WORK_DIR/haproxy.cfg"
 HAPROXY_PID="${STARTED_PIDS[-1]}"
 wait_for_status "$HAPROXY_PORT" /gw/default/bench 200 -H "X-Api-Key: $KEY"
@@ -135,26 +124,40 @@ expect_status 401 "$HAPROXY_PORT" /gw/default/bench
 load haproxy "http://127.0.0.1:$HAPROXY_PORT/gw/default/bench" -H "X-Api-Key: $KEY"
 stop_pid "$HAPROXY_PID"
 
-# Every row but the 401 row must have answered 2xx only.
+# Every row but the 401 row must have returned 2xx only.
 for name in direct portcullis portcullis_quiet nginx haproxy; do
-    [[ "$(field "$name" non_2xx_3xx)" == 0 ]] || log "warning: $name had non-2xx answers"
+    for run in "$name" "${name}_single"; do
+        [[ "$(field "$run" non_2xx_3xx)" == 0 ]] || log "warning: $run had responses other than 2xx"
+    done
 done
-[[ "$(field portcullis_401 non_2xx_3xx)" == "$(field portcullis_401 requests)" ]] ||
-    log "warning: portcullis_401 answered something other than 401"
+for run in portcullis_401 portcullis_401_single; do
+    [[ "$(field "$run" non_2xx_3xx)" == "$(field "$run" requests)" ]] ||
+        log "warning: $run had responses other than 401"
+done
 
 milliseconds() {
-    awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'
+    awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'
 }
 
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
 }
 
-echo
-echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s, server on CPUs $PROXY_CPUS, wrk and upstream on CPUs $CLIENT_CPUS; latency in ms"
-echo
-echo "| row | target | requests/s | p50 | p90 | p99 | p99.9 | socket errors |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|"
+table() {
+    local suffix="$1" connections="$2"
+    echo
+    echo "wrk -t1 -c$connections -d${DURATION}s, server on CPUs $PROXY_CPUS, wrk and upstream on CPUs $CLIENT_CPUS; latency in ms"
+    echo
+    echo "| row | target | requests/s | p50 | p90 | p99 | p99.9 | socket errors |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    row a "direct$suffix" "upstream directly"
+    row b "portcullis$suffix" "Portcullis, valid key (access log on)"
+    row "b'" "portcullis_quiet$suffix" "Portcullis, valid key, RUST_LOG=warn"
+    row c "nginx$suffix" "nginx map check + proxy (access log on)"
+    row d "haproxy$suffix" "HAProxy ACL check + proxy (no access log)"
+    row e "portcullis_401$suffix" "Portcullis, missing key: 401"
+}
+
 row() {
     local label="$1" name="$2" description="$3"
     printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$description" \
@@ -165,19 +168,18 @@ row() {
         "$(milliseconds "$(field "$name" p999_us)")" \
         "$(field "$name" socket_errors)"
 }
-row a direct "upstream directly"
-row b portcullis "Portcullis, valid key (access log on)"
-row "b'" portcullis_quiet "Portcullis, valid key, RUST_LOG=warn"
-row c nginx "nginx map check + proxy (access log on)"
-row d haproxy "HAProxy ACL check + proxy (no access log)"
-row e portcullis_401 "Portcullis, missing key: 401"
+table "" "$CONNECTIONS"
+table _single 1
 echo
-echo "| ratio | requests/s | p99 |"
-echo "|---|---:|---:|"
+echo "Ratios at $CONNECTIONS connections (requests/s, p99) and at one connection (p50):"
+echo
+echo "| ratio | requests/s | p99 | p50, one connection |"
+echo "|---|---:|---:|---:|"
 for pair in "portcullis nginx b/c" "portcullis haproxy b/d" "portcullis direct b/a" \
     "portcullis_401 portcullis e/b" "portcullis_quiet nginx b'/c"; do
     read -r top bottom label <<<"$pair"
-    printf '| %s | %s | %s |\n' "$label" \
+    printf '| %s | %s | %s | %s |\n' "$label" \
         "$(ratio "$(field "$top" rps)" "$(field "$bottom" rps)")" \
-        "$(ratio "$(field "$top" p99_us)" "$(field "$bottom" p99_us)")"
+        "$(ratio "$(field "$top" p99_us)" "$(field "$bottom" p99_us)")" \
+        "$(ratio "$(field "${top}_single" p50_us)" "$(field "${bottom}_single" p50_us)")"
 done

@@ -1,4 +1,4 @@
--- wrk script: counts answers by status class and prints them after the run.
+-- wrk script: counts responses by status class and prints them after the run.
 -- Used by bench/rotation.sh for the background load.
 
 local threads = {}
