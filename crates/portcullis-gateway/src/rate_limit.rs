@@ -143,7 +143,11 @@ mod tests {
     #[test]
     fn few_false_positives_at_moderate_load() {
         // 2,000 clients each sending 5 requests against a limit of 5 in a
-        // 16k-wide sketch: collisions in both rows are rare.
+        // 16k-wide sketch. A client shares a slot in one row with
+        // probability about 1 - e^(-2000/16384) = 0.115, in both rows about
+        // 0.013, and such a pair loses about half of its 10 requests: an
+        // expected 0.7% of requests limited wrongly. The hashers are seeded
+        // at random, so the bound leaves room for chance.
         let limiter = RateLimiter::new(16_384);
         let mut limited = 0;
         for i in 0..2_000u32 {
@@ -154,6 +158,9 @@ mod tests {
                 }
             }
         }
-        assert!(limited < 50, "{limited} requests limited wrongly");
+        assert!(
+            limited < 200,
+            "{limited} of 10,000 requests limited wrongly"
+        );
     }
 }
