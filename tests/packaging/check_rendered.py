@@ -23,7 +23,6 @@ CONTROLLER_RULES = {
     ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
     ("authentication.k8s.io", "tokenreviews"): {"create"},
     ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
-    ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 
