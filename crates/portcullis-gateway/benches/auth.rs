@@ -33,8 +33,8 @@ fn api_key(name: &str, plaintext: &str) -> ApiKey {
     .expect("valid ApiKey")
 }
 
-/// A synced snapshot with route `GET /bench` allowlisting `bench`, the key
-/// `bench` and `keys - 1` other keys of the same namespace.
+/// Compiles a synced snapshot with the route `GET /bench` allowlisting
+/// `bench`, the key `bench` and `keys - 1` other keys of the same namespace.
 fn snapshot(keys: usize) -> Snapshot {
     let route: GatewayRoute = serde_json::from_value(json!({
         "apiVersion": "portcullis.dev/v1alpha1",
