@@ -201,10 +201,10 @@ struct TableBuilder {
 }
 
 impl TableBuilder {
-    /// Checks that `route` can join the table without overlapping another
-    /// route, and returns the conflicting route's name otherwise.
-    fn check(&self, syntax: &str, route: &RouteSpec) -> Result<(), String> {
-        if let Some(group) = self.patterns.get(syntax) {
+    /// Adds `route` under the router pattern `syntax`, or returns why it
+    /// overlaps a route already in the table.
+    fn add(&mut self, syntax: &str, route: &Arc<RouteSpec>) -> Result<(), String> {
+        if let Some(group) = self.patterns.get_mut(syntax) {
             if let Some(other) = group
                 .iter()
                 .find(|o| o.method.is_none() || route.method.is_none() || o.method == route.method)
@@ -216,24 +216,52 @@ impl TableBuilder {
                     other.path
                 ));
             }
+            group.push(route.clone());
             return Ok(());
         }
-        let mut probe = self.router.clone();
-        probe
-            .insert(syntax, ())
-            .map_err(|e| format!("path overlaps an existing route ({e})"))
+
+        if let Err(error) = self.router.insert(syntax, ()) {
+            // A failed insert may leave the router partly changed, so it is
+            // rebuilt from the accepted patterns. Conflicts are rare, so the
+            // common path stays one insert per pattern.
+            self.rebuild_router();
+            let owner = match &error {
+                matchit::InsertError::Conflict { with } => self
+                    .patterns
+                    .get(with)
+                    .and_then(|group| group.first())
+                    .map(|other| format!("route {} ({})", other.name, other.path)),
+                _ => None,
+            };
+            return Err(match owner {
+                Some(owner) => format!("path overlaps {owner}"),
+                None => format!("path cannot be routed ({error})"),
+            });
+        }
+        self.patterns.insert(syntax.to_owned(), vec![route.clone()]);
+        Ok(())
     }
 
-    fn add(&mut self, syntax: &str, route: Arc<RouteSpec>) {
-        if !self.patterns.contains_key(syntax) {
-            self.router
-                .insert(syntax, ())
-                .expect("checked by TableBuilder::check");
+    /// Takes back a route added by [`TableBuilder::add`].
+    fn remove(&mut self, syntax: &str, route: &Arc<RouteSpec>) {
+        let Some(group) = self.patterns.get_mut(syntax) else {
+            return;
+        };
+        group.retain(|r| !Arc::ptr_eq(r, route));
+        if group.is_empty() {
+            self.patterns.remove(syntax);
+            self.rebuild_router();
         }
-        self.patterns
-            .entry(syntax.to_owned())
-            .or_default()
-            .push(route);
+    }
+
+    fn rebuild_router(&mut self) {
+        let mut router = matchit::Router::new();
+        for syntax in self.patterns.keys() {
+            router
+                .insert(syntax.as_str(), ())
+                .expect("accepted patterns do not conflict");
+        }
+        self.router = router;
     }
 
     fn build(self) -> RouteTable {
@@ -296,25 +324,33 @@ fn compile_routes(
         let accepted = validate_route(spec).and_then(|pattern| {
             let compiled = Arc::new(route_spec(&namespace, &name, spec, &pattern, backend));
             let route_hosts = claim_hosts(spec, &namespace, &host_owner)?;
+            let syntax = &pattern.router_syntax;
             let tenant = tenants.entry(namespace.clone()).or_default();
             tenant
-                .check(&pattern.router_syntax, &compiled)
+                .add(syntax, &compiled)
                 .map_err(|m| Check::fail("DuplicateRoute", m))?;
+            // A host belongs to one namespace, so its table holds a subset of
+            // the tenant's patterns and cannot conflict where the tenant's
+            // table did not. The check stays for safety.
+            let mut added: Vec<&String> = Vec::new();
             for host in &route_hosts {
-                if let Some(table) = hosts.get(host) {
-                    table
-                        .check(&pattern.router_syntax, &compiled)
-                        .map_err(|m| Check::fail("DuplicateRoute", format!("host {host}: {m}")))?;
+                let table = hosts.entry(host.clone()).or_default();
+                if let Err(message) = table.add(syntax, &compiled) {
+                    tenant.remove(syntax, &compiled);
+                    for earlier in added {
+                        if let Some(table) = hosts.get_mut(earlier) {
+                            table.remove(syntax, &compiled);
+                        }
+                    }
+                    return Err(Check::fail(
+                        "DuplicateRoute",
+                        format!("host {host}: {message}"),
+                    ));
                 }
+                added.push(host);
             }
-
-            tenant.add(&pattern.router_syntax, compiled.clone());
             for host in route_hosts {
-                host_owner.insert(host.clone(), namespace.clone());
-                hosts
-                    .entry(host)
-                    .or_default()
-                    .add(&pattern.router_syntax, compiled.clone());
+                host_owner.insert(host, namespace.clone());
             }
             snapshot.route_count += 1;
             Ok(compiled)
