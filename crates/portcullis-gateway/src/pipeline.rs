@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -25,6 +25,11 @@ use crate::event::{self, Event, EventPrincipal, RequestContext};
 use crate::forward::{self, Upstream};
 use crate::rate_limit::RateDecision;
 use crate::secret::redact_query;
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_PORTCULLIS_PRINCIPAL: HeaderName = HeaderName::from_static("x-portcullis-principal");
+const X_PORTCULLIS_TENANT: HeaderName = HeaderName::from_static("x-portcullis-tenant");
 
 /// Headers a browser may send on a CORS request to a route.
 const CORS_ALLOWED_HEADERS: &str = "X-Api-Key, Authorization, Content-Type, X-Request-Id";
@@ -88,7 +93,7 @@ pub async fn handle(
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
 
     record(&gateway, &outcome, response.status(), label, started);
@@ -313,7 +318,7 @@ fn prepare_headers(
     host: Option<&str>,
 ) {
     forward::strip_hop_by_hop(headers);
-    headers.remove("x-api-key");
+    headers.remove(X_API_KEY);
     if authenticated.consumed_authorization {
         headers.remove(header::AUTHORIZATION);
     }
@@ -327,13 +332,13 @@ fn prepare_headers(
     }
 
     if let Ok(value) = HeaderValue::from_str(&authenticated.principal.header_value()) {
-        headers.insert("x-portcullis-principal", value);
+        headers.insert(X_PORTCULLIS_PRINCIPAL, value);
     }
     if let Ok(value) = HeaderValue::from_str(&route.namespace) {
-        headers.insert("x-portcullis-tenant", value);
+        headers.insert(X_PORTCULLIS_TENANT, value);
     }
     if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", value);
+        headers.insert(X_REQUEST_ID, value);
     }
     forward::add_forwarding_headers(headers, peer, host);
 }
@@ -412,16 +417,20 @@ fn event_request(headers: &HeaderMap, event: &Event) -> Result<Request<Body>, De
 
 /// Reuses a sane client-sent `X-Request-Id`, or makes a new one.
 fn request_id(headers: &HeaderMap) -> String {
-    if let Some(value) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+    if let Some(value) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
         && !value.is_empty()
         && value.len() <= 128
         && value.bytes().all(|b| b.is_ascii_graphic())
     {
         return value.to_owned();
     }
+    // A random per-process prefix and a counter: unique without hashing or
+    // a random draw per request.
+    static PREFIX: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()) as u32);
     let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", RandomState::new().hash_one(sequence))
+    format!("{prefix:08x}{sequence:012x}")
 }
 
 fn route_labels(outcome: &Outcome) -> (&str, &str) {

@@ -22,9 +22,11 @@ enum Object {
     Slice(Box<EndpointSlice>),
 }
 
-/// Modification time and length: enough to notice a rewrite without
-/// reading every file on every poll.
-type Stamp = (Option<SystemTime>, u64);
+/// Modification time, length and inode: enough to notice a rewrite without
+/// reading every file on every poll. The inode catches an atomic rename
+/// that keeps both the length and the time stamp (file systems with coarse
+/// time stamps).
+type Stamp = (Option<SystemTime>, u64, u64);
 
 struct FileState {
     stamp: Stamp,
@@ -180,10 +182,23 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<(PathBuf, Stamp)>) -> usize {
         if metadata.is_dir() {
             failures += collect_yaml_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push((path, (metadata.modified().ok(), metadata.len())));
+            out.push((
+                path,
+                (metadata.modified().ok(), metadata.len(), inode(&metadata)),
+            ));
         }
     }
     failures
+}
+
+#[cfg(unix)]
+fn inode(metadata: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(metadata)
+}
+
+#[cfg(not(unix))]
+fn inode(_metadata: &std::fs::Metadata) -> u64 {
+    0
 }
 
 /// Parses every document of a file. A YAML syntax error fails the whole

@@ -141,6 +141,8 @@ async fn watch_loop(
                         tracing::warn!(error = %error, "file watcher error; polling continues");
                         gateway.metrics.watch_errors_total.with_label_values(&["ConfigFile"]).inc();
                     }
+                    // Reads (including this loop's own scans) change nothing.
+                    Some(Ok(event)) if matches!(event.kind, notify::EventKind::Access(_)) => continue,
                     Some(Ok(_)) => {
                         tokio::time::sleep(DEBOUNCE).await;
                         while events.try_recv().is_ok() {}
@@ -149,7 +151,9 @@ async fn watch_loop(
                 }
             }
         }
-        reload(&gateway, &mut directory, false);
+        // Compiling a large configuration takes milliseconds to seconds;
+        // `block_in_place` moves this worker's other tasks elsewhere first.
+        tokio::task::block_in_place(|| reload(&gateway, &mut directory, false));
     }
 }
 
