@@ -448,6 +448,10 @@ fn count_auth(gateway: &Gateway, route: &RouteSpec, result: &str) {
         .inc();
 }
 
+// NOTE: each `with_label_values` call takes the read side of the metric
+// family's RwLock inside the prometheus crate (about 1% of the instructions
+// of a proxied request in bench/profile.sh). Caching the handles per route
+// would remove that lock from the request path.
 fn record(gateway: &Gateway, outcome: &Outcome, status: StatusCode, label: &str, started: Instant) {
     let (tenant, route) = route_labels(outcome);
     let metrics = &gateway.metrics;
