@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Measure how long a rotated-out API key keeps working in `portcullis serve`.
+"""Measure how long a rotated-out API key keeps working in Portcullis.
 
 Each round writes a new hash into the ApiKey file (temporary file, then an
-atomic rename) and polls the gateway with the old key on one keep-alive
+atomic rename), or with --kubectl-namespace patches the ApiKey's keyHash
+with `kubectl patch` and starts the clock when the patch returns, and polls the gateway with the old key on one keep-alive
 connection until a request returns 401. The time from the rename to that 401 is
 the rotation latency. The probe then keeps sending the old key for
 `--after-requests` requests and counts any that succeed, and waits until the
@@ -17,6 +18,7 @@ import http.client
 import json
 import os
 import random
+import subprocess
 import statistics
 import sys
 import time
@@ -40,6 +42,16 @@ def write_api_key(path: str, name: str, key: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def patch_api_key(namespace: str, name: str, key: str) -> None:
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    patch = json.dumps({"spec": {"keyHash": f"sha256:{digest}"}})
+    subprocess.run(
+        ["kubectl", "patch", "apikey", name, "-n", namespace, "--type", "merge", "-p", patch],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 class Client:
@@ -84,7 +96,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True, help="gateway port on 127.0.0.1")
     parser.add_argument("--path", default="/gw/default/bench", help="route URL path")
-    parser.add_argument("--key-file", required=True, help="ApiKey YAML file to rewrite")
+    parser.add_argument("--key-file", help="ApiKey YAML file to rewrite")
+    parser.add_argument(
+        "--kubectl-namespace",
+        help="patch the ApiKey in this namespace with kubectl instead of writing a file",
+    )
     parser.add_argument("--key-name", default="bench", help="ApiKey name")
     parser.add_argument("--key", required=True, help="current plaintext key")
     parser.add_argument("--rounds", type=int, default=30, help="rotations to measure")
@@ -104,6 +120,8 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.rounds <= 1000:
         parser.error("--rounds must be 1 to 1000")
+    if (args.key_file is None) == (args.kubectl_namespace is None):
+        parser.error("give exactly one of --key-file and --kubectl-namespace")
 
     client = Client(args.port, args.path)
     key = args.key
@@ -115,8 +133,12 @@ def main() -> int:
     for _ in range(args.rounds):
         old_key, key = key, new_key()
 
-        started = time.monotonic()
-        write_api_key(args.key_file, args.key_name, key)
+        if args.kubectl_namespace:
+            patch_api_key(args.kubectl_namespace, args.key_name, key)
+            started = time.monotonic()
+        else:
+            started = time.monotonic()
+            write_api_key(args.key_file, args.key_name, key)
         while True:
             status = client.status(old_key)
             if status >= 500:
