@@ -16,7 +16,7 @@ pub const BEARER_CHALLENGE: &str = "Bearer realm=\"portcullis\"";
 /// `WWW-Authenticate` for bearer routes when the token was rejected.
 pub const BEARER_INVALID_CHALLENGE: &str = "Bearer realm=\"portcullis\", error=\"invalid_token\"";
 
-/// Who is calling, as the function sees it in `X-Portcullis-Principal`.
+/// Caller identity, as the function receives it in `X-Portcullis-Principal`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// Public route.
@@ -48,11 +48,11 @@ pub struct Authenticated {
     pub consumed_authorization: bool,
 }
 
-/// A failed authentication: the answer, and a short reason for metrics and
+/// A failed authentication: the denial, and a short reason for metrics and
 /// logs (never the credential).
 #[derive(Debug)]
 pub struct Rejection {
-    /// The answer to send.
+    /// The response to send.
     pub denial: Denial,
     /// Why, as a fixed word: `missing`, `unknown_key`, `revoked`, ...
     pub reason: &'static str,
@@ -136,7 +136,7 @@ fn check_api_key(
     };
     let info = &grant.key;
 
-    // Every check below answers the same 401, so a caller learns nothing
+    // Every check below returns the same 401, so a caller learns nothing
     // about keys of other tenants or why a key stopped working.
     if info.namespace != route.namespace {
         return Err(reject(unauthenticated, "other_tenant"));
@@ -192,7 +192,7 @@ async fn check_session(
     }
 }
 
-/// The `X-Api-Key` value, if present and not empty.
+/// Reads the `X-Api-Key` value, if present and not empty.
 fn api_key_header(headers: &HeaderMap) -> Option<Secret> {
     let value = headers.get("x-api-key")?.to_str().ok()?.trim();
     (!value.is_empty()).then(|| Secret::new(value))

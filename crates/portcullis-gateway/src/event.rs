@@ -1,5 +1,5 @@
 //! `eventFormat: simple`: the request becomes a JSON event POSTed to the
-//! function, and the function's JSON answer becomes the HTTP response.
+//! function, and the function's JSON response becomes the HTTP response.
 
 use std::collections::BTreeMap;
 
@@ -17,12 +17,12 @@ use crate::auth::Principal;
 use crate::body::{self, Body};
 use crate::denial::Denial;
 
-/// Largest request body carried in an event, and largest function answer
+/// Largest request body carried in an event, and largest function response
 /// read back (6 MiB, the usual limit of serverless event payloads).
 pub const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
 
-/// Header that tells a function server the body is an event, not a proxied
-/// request.
+/// Header that marks the body as an event rather than a proxied request,
+/// for function servers that accept both.
 pub const EVENT_FORMAT_HEADER: &str = "x-portcullis-event-format";
 
 /// The JSON event sent to the function.
@@ -31,7 +31,7 @@ pub const EVENT_FORMAT_HEADER: &str = "x-portcullis-event-format";
 pub struct Event {
     /// Request method.
     pub http_method: String,
-    /// Path as the function knows it (tenant prefix removed).
+    /// Path the function receives (tenant prefix removed).
     pub path: String,
     /// Captured path parameters, percent-decoded.
     pub path_parameters: BTreeMap<String, String>,
@@ -45,7 +45,7 @@ pub struct Event {
     pub body: Option<String>,
     /// True when `body` is base64.
     pub is_base64_encoded: bool,
-    /// Who called which route.
+    /// Route, tenant, request id and principal of the call.
     pub request_context: RequestContext,
 }
 
@@ -100,7 +100,7 @@ impl From<&Principal> for EventPrincipal {
     }
 }
 
-/// The function's answer.
+/// The function's response to an event.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FunctionResponse {
@@ -187,7 +187,7 @@ pub async fn decode_response(response: Response<Incoming>) -> Result<Response<Bo
         .map_err(|_| Denial::UpstreamFailed)?
         .to_bytes();
     let answer: FunctionResponse = serde_json::from_slice(&bytes).map_err(|error| {
-        tracing::warn!(error = %error, "function answer is not a valid event response");
+        tracing::warn!(error = %error, "function returned an invalid event response");
         Denial::UpstreamFailed
     })?;
 
@@ -205,7 +205,7 @@ pub async fn decode_response(response: Response<Incoming>) -> Result<Response<Bo
         (None, _) => Bytes::new(),
         (Some(text), false) => Bytes::from(text),
         (Some(text), true) => Bytes::from(BASE64.decode(text).map_err(|_| {
-            tracing::warn!("function answered a body that is not valid base64");
+            tracing::warn!("function returned a body that is not valid base64");
             Denial::UpstreamFailed
         })?),
     };
@@ -217,7 +217,7 @@ pub async fn decode_response(response: Response<Incoming>) -> Result<Response<Bo
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
         ) else {
-            tracing::warn!("function answered a header that is not valid HTTP");
+            tracing::warn!("function returned a header that is not valid HTTP");
             return Err(Denial::UpstreamFailed);
         };
         out.headers_mut().append(name, value);
