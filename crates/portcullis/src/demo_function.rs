@@ -49,7 +49,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         shutdown.clone(),
         move |request, _peer| answer(name, request),
     ));
-    wait_for_signal().await;
+    crate::serve::shutdown_signal().await;
     shutdown.cancel();
     let _ = server.await;
     Ok(())
@@ -154,19 +154,4 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body>
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler cannot fail on Unix");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -179,7 +179,9 @@ fn reload(gateway: &Gateway, directory: &mut ConfigDirectory, first: bool) {
     gateway.apply(compiled, true, started.elapsed());
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM (how Kubernetes and most supervisors stop a
+/// process).
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
