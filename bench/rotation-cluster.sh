@@ -30,11 +30,13 @@ done
 ENVTEST_DIR="${ENVTEST_DIR:-$REPO_ROOT/../shared/envtest}"
 [[ -x "$ENVTEST_DIR/start.sh" ]] || die "no envtest at $ENVTEST_DIR; set ENVTEST_DIR"
 ENVTEST_STATE=""
+# The API server stops first: its state, with the PIDs stop.sh needs, is
+# inside the work directory that `cleanup` removes.
 stop_everything() {
-    cleanup
     if [[ -n "$ENVTEST_STATE" ]]; then
         "$ENVTEST_DIR/stop.sh" "$ENVTEST_STATE" >/dev/null 2>&1 || true
     fi
+    cleanup
 }
 trap stop_everything EXIT
 trap 'exit 130' INT TERM
