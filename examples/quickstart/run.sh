@@ -98,7 +98,7 @@ The key below was generated just now and is shown only this once.
   # 200: public route, no key
   curl -i http://127.0.0.1:$port/gw/acme/health
 
-  # CORS preflight answered by the gateway; then 10 orders a minute per client
+  # CORS preflight handled by the gateway, then 10 orders a minute per client
   curl -i -X OPTIONS -H 'Origin: http://localhost:3000' \\
     -H 'Access-Control-Request-Method: POST' http://127.0.0.1:$port/gw/acme/orders
   curl -i -X POST -H 'X-Api-Key: $key' http://127.0.0.1:$port/gw/acme/orders

@@ -329,7 +329,7 @@ fn compile_routes(
             tenant
                 .add(syntax, &compiled)
                 .map_err(|m| Check::fail("DuplicateRoute", m))?;
-            // A host belongs to one namespace, so its table holds a subset of
+            // A host belongs to one namespace, so its table contains a subset of
             // the tenant's patterns and cannot conflict where the tenant's
             // table did not. The check stays for safety.
             let mut added: Vec<&String> = Vec::new();

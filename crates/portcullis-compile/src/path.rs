@@ -16,7 +16,7 @@ pub struct RoutePattern {
     pub router_syntax: String,
 }
 
-/// Why a path pattern or a request path is rejected.
+/// Reason a path pattern or a request path is rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathError {
     /// The pattern or path does not start with `/`.

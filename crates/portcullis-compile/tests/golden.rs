@@ -1,4 +1,4 @@
-//! Golden tests: each folder under `tests/golden/` holds `input.yaml`
+//! Golden tests: each folder under `tests/golden/` contains `input.yaml`
 //! (GatewayRoutes, ApiKeys, EndpointSlices and optionally Services) and
 //! `expected.json` (snapshot summary and report). After an intended change,
 //! regenerate with:

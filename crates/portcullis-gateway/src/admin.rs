@@ -8,7 +8,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::Gateway;
 use crate::body::{self, Body};
 
-/// Answers one admin request.
+/// Handles one admin request.
 pub async fn handle<B>(gateway: Arc<Gateway>, request: Request<B>) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");

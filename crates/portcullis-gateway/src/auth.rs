@@ -198,7 +198,7 @@ fn api_key_header(headers: &HeaderMap) -> Option<Secret> {
     (!value.is_empty()).then(|| Secret::new(value))
 }
 
-/// The token of `Authorization: Bearer <token>`, if present.
+/// Reads the token of `Authorization: Bearer <token>`, if present.
 fn bearer_token(headers: &HeaderMap) -> Option<Secret> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;

@@ -10,12 +10,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Response and upstream request body.
 pub type Body = BoxBody<Bytes, BoxError>;
 
-/// An empty body.
+/// Returns an empty body.
 pub fn empty() -> Body {
     Empty::new().map_err(|e| match e {}).boxed()
 }
 
-/// A body holding `bytes`.
+/// Returns a body containing `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|e| match e {}).boxed()
 }

@@ -1,4 +1,4 @@
-//! Which address a request is attributed to, for rate limits and logs.
+//! Client address attribution, for rate limits and logs.
 
 use std::net::IpAddr;
 

@@ -1,10 +1,10 @@
-//! Every way the gateway answers a request without a function's response.
+//! Every response the gateway sends itself, without a function's response.
 
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::Body;
 
-/// A request the gateway answers itself. Each variant maps to exactly one
+/// A response the gateway sends itself. Each variant maps to exactly one
 /// HTTP status, one JSON error body and one metric label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
@@ -36,7 +36,8 @@ pub enum Denial {
     PayloadTooLarge,
     /// The target Service has no ready endpoint.
     NoEndpoint,
-    /// The upstream connection failed or the function answered badly.
+    /// The upstream connection failed or the function returned an invalid
+    /// response.
     UpstreamFailed,
     /// The upstream did not answer within the route's timeout.
     UpstreamTimedOut,

@@ -170,8 +170,8 @@ pub fn event_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
-/// Turns the function's answer into the HTTP response, or 502 when it is
-/// not a well-formed answer.
+/// Turns the function's event response into the HTTP response, or into 502
+/// when it is malformed.
 pub async fn decode_response(response: Response<Incoming>) -> Result<Response<Body>, Denial> {
     if !response.status().is_success() {
         tracing::warn!(

@@ -1,4 +1,4 @@
-//! The last step: send the request to one ready endpoint and relay the answer.
+//! The last step: send the request to one ready endpoint and relay the response.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -58,11 +58,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Where and how to send one request.
+/// Destination and timeout of one upstream request.
 pub struct Upstream<'a> {
     /// Endpoint chosen for this request.
     pub endpoint: SocketAddr,
-    /// Path and query as the function knows them.
+    /// Path and query the function receives.
     pub path_and_query: &'a str,
     /// Route timeout for the response head.
     pub timeout: Duration,

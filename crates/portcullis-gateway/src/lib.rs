@@ -45,8 +45,8 @@ pub struct GatewayConfig {
     /// Proxies whose `X-Forwarded-For` is believed when attributing a
     /// request to a client address.
     pub trusted_proxies: Vec<IpNet>,
-    /// Bearer session backend. `None` answers 503 on bearer routes and on
-    /// the session fallback of api-key routes.
+    /// Bearer session backend. `None` makes bearer routes and the session
+    /// fallback of api-key routes return 503.
     pub sessions: Option<Arc<dyn SessionVerifier>>,
     /// Slots per row of the rate-limit sketch; 0 picks the default (65,536,
     /// which is 1 MiB of counters).
@@ -89,8 +89,8 @@ impl Gateway {
 
     /// Installs a compiled configuration and returns its generation.
     ///
-    /// `synced` says whether the source has delivered a complete view; until
-    /// a synced snapshot is installed, protected routes answer 503. Problems
+    /// `synced` is true when the source has delivered a complete view. Until
+    /// a synced snapshot is installed, protected routes return 503. Problems
     /// that were not in the previous report are logged once here, never per
     /// request.
     pub fn apply(&self, compiled: Compiled, synced: bool, compile_time: Duration) -> u64 {
@@ -151,12 +151,12 @@ impl Gateway {
         generation
     }
 
-    /// The snapshot new requests are served from.
+    /// Returns the snapshot that new requests are served from.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
 
-    /// The report of the installed snapshot.
+    /// Returns the report of the installed snapshot.
     pub fn report(&self) -> Arc<Report> {
         self.report.load_full()
     }

@@ -140,7 +140,7 @@ async fn run(
         .resolve(host.as_deref(), request.uri().path(), &match_method)
         .map_err(|error| match error {
             // Before the first full sync an unknown path may be a route that
-            // has not arrived yet: 503 tells the client to retry.
+            // has not arrived yet, and 503 asks the client to retry.
             MatchError::NotFound if !snapshot.synced => Denial::NotReady,
             other => match_denial(other),
         })?;

@@ -1,13 +1,13 @@
 //! `portcullis demo-function`: a small function server for the quickstart
 //! and end-to-end tests. It serves both event formats:
 //!
-//! - `http`: any request is answered with a JSON echo of what arrived
+//! - `http`: every request gets a JSON echo of what arrived
 //!   (method, path, query, headers, principal), so a test can see exactly
 //!   what the gateway forwarded.
-//! - `simple`: a POSTed event (marked by `X-Portcullis-Event-Format`) is
-//!   answered with an event response whose body echoes the event.
+//! - `simple`: a POSTed event (marked by `X-Portcullis-Event-Format`) gets
+//!   an event response whose body echoes the event.
 //!
-//! A `delay_ms` query parameter (at most 60,000) delays the answer, for
+//! A `delay_ms` query parameter (at most 60,000) delays the response, for
 //! timeout tests.
 
 use std::net::SocketAddr;

@@ -27,7 +27,7 @@ enum Command {
     /// Create, import, rotate, revoke and list API keys.
     #[command(subcommand)]
     Key(portcullis_keys::KeyCommand),
-    /// Run a small function server that answers both event formats, for
+    /// Run a small function server that serves both event formats, for
     /// demos and tests.
     DemoFunction(demo_function::DemoArgs),
 }

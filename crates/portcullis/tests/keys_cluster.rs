@@ -1,7 +1,7 @@
 //! `portcullis key` against a Kubernetes API server, run as the real binary.
 //!
 //! The server comes from `PORTCULLIS_E2E_KUBECONFIG`, which every command
-//! here receives as `KUBECONFIG`; a plain `KUBECONFIG` is never used, so a
+//! here receives as `KUBECONFIG`. A plain `KUBECONFIG` is never used, so a
 //! developer's own cluster is not touched by accident. Without it the tests that need a
 //! server print one line and pass, unless `PORTCULLIS_E2E_REQUIRED=1`, which
 //! makes them fail. Each test works in its own namespace, so the tests can
@@ -78,7 +78,7 @@ fn kubectl_with_input(args: &[&str], input: &[u8]) -> Output {
     run(Command::new("kubectl").args(args), Some(input))
 }
 
-/// The kubeconfig of the test cluster, if one is configured.
+/// Returns the kubeconfig of the test cluster, if one is configured.
 fn test_kubeconfig() -> Option<String> {
     std::env::var("PORTCULLIS_E2E_KUBECONFIG")
         .ok()

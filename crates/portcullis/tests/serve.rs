@@ -10,8 +10,8 @@ use common::*;
 const KEY: &str = "partner-key-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const OTHER_KEY: &str = "other-key-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
 
-/// A directory with a locked route, an open route, a public route and two
-/// keys, all pointing at `upstream`.
+/// Writes a directory with a locked route, an open route, a public route
+/// and two keys, all pointing at `upstream`.
 async fn standard_setup(upstream: &Upstream) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let routes = [
@@ -311,6 +311,25 @@ async fn broken_file_keeps_last_good_version() {
             .status(),
         200
     );
+
+    let status = served.status().await;
+    let problems = status["report"]["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p["kind"] == "ConfigFile"
+            && p["message"]
+                .as_str()
+                .unwrap()
+                .contains("keys.yaml:3:1: invalid YAML")),
+        "{status}"
+    );
+    // Polls keep finding the same broken content; it is logged once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        served.log_text().matches("invalid YAML").count(),
+        1,
+        "the broken file was logged more than once:\n{}",
+        served.log_text()
+    );
 }
 
 #[tokio::test]
@@ -330,14 +349,7 @@ async fn invalid_object_is_reported_and_skipped() {
     .unwrap();
     let served = Served::start(dir.path(), &[]).await;
 
-    let status: serde_json::Value = client()
-        .get(format!("{}/status", served.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = served.status().await;
     let problems = status["report"]["problems"].as_array().unwrap();
     assert!(
         problems

@@ -32,8 +32,8 @@ struct FileState {
     stamp: Stamp,
     objects: Vec<Object>,
     problems: Vec<Problem>,
-    /// Why the current content could not be used, while `objects` holds
-    /// the last good version.
+    /// Reason the current content could not be used. Meanwhile `objects`
+    /// keeps the last good version.
     error: Option<String>,
 }
 

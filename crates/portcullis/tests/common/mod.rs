@@ -30,7 +30,7 @@ pub struct Seen {
 }
 
 /// A local HTTP server standing in for a function. It records every
-/// request and answers 200 with a small JSON body after `delay`.
+/// request and returns 200 with a small JSON body after `delay`.
 pub struct Upstream {
     pub address: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -41,7 +41,7 @@ impl Upstream {
         Self::start_with(delay, |_| None).await
     }
 
-    /// Starts an upstream whose answer `respond` may replace.
+    /// Starts an upstream whose response `respond` may replace.
     pub async fn start_with(delay: Duration, respond: fn(&Seen) -> Option<(u16, String)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -106,7 +106,7 @@ impl Upstream {
     }
 }
 
-/// A port that was free a moment ago.
+/// Returns a port that was free a moment ago.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .unwrap()
@@ -176,6 +176,18 @@ impl Served {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Fetches the admin `/status` document.
+    pub async fn status(&self) -> serde_json::Value {
+        client()
+            .get(format!("{}/status", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
